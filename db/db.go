@@ -1,0 +1,67 @@
+// Package db opens PostgreSQL pools configured the way tasker-core's SQL expects.
+package db
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// RuntimeParams are set on every connection: tasker-core's SQL functions call each other
+// unqualified (search_path must include tasker) and its timestamps are naive UTC.
+var RuntimeParams = map[string]string{
+	"search_path": "tasker,public",
+	"TimeZone":    "UTC",
+}
+
+// Config parses url into a pool config with RuntimeParams applied.
+func Config(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("db: parse database url: %w", err)
+	}
+	for k, v := range RuntimeParams {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	return cfg, nil
+}
+
+// Connect opens a pool to url and checks that the server answers.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := Config(url)
+	if err != nil {
+		return nil, err
+	}
+	return ConnectConfig(ctx, cfg)
+}
+
+// ConnectConfig opens a pool from cfg and pings it.
+func ConnectConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("db: open pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("db: ping %s: %w", cfg.ConnConfig.Host, err)
+	}
+	return pool, nil
+}
+
+// ConnectOne opens a single connection (for LISTEN) with RuntimeParams applied.
+func ConnectOne(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("db: parse database url: %w", err)
+	}
+	for k, v := range RuntimeParams {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("db: connect: %w", err)
+	}
+	return conn, nil
+}

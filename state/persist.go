@@ -1,0 +1,579 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Names of the partial unique indexes that allow one most_recent transition per entity.
+const (
+	stepMostRecentIndex = "idx_workflow_step_transitions_uuid_most_recent"
+	taskMostRecentIndex = "idx_task_transitions_uuid_most_recent"
+)
+
+// Querier runs one query returning one row; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Lister runs a query returning rows; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Lister interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// TransitionOptions tune TransitionStep.
+type TransitionOptions struct {
+	// ExpectFrom, if not empty, lists the states the caller requires the step to be in; any
+	// other current state gives *InvalidTransitionError even when the event would be allowed.
+	ExpectFrom []StepState
+	// WorkerUUID, if not zero, is added to the metadata as "worker_uuid" (worker-side transitions).
+	WorkerUUID uuid.UUID
+	// CorrelationID, if not zero, is added to the metadata as "correlation_id".
+	CorrelationID uuid.UUID
+	// Timestamp is the metadata "timestamp"; zero means now.
+	Timestamp time.Time
+}
+
+// TaskTransitionOptions tune TransitionTask.
+type TaskTransitionOptions struct {
+	// ExpectFrom, if not empty, lists the states the caller requires the task to be in.
+	ExpectFrom []TaskState
+	// ProcessorUUID, if not zero, is written to task_transitions.processor_uuid (audit only).
+	ProcessorUUID uuid.UUID
+	// Metadata holds extra keys for task_transitions.metadata (e.g. "atomic_finalization": true);
+	// "event" and "timestamp" are always ours.
+	Metadata map[string]any
+	// Timestamp is the metadata "timestamp"; zero means now.
+	Timestamp time.Time
+}
+
+// StepTransition is one row of tasker.workflow_step_transitions.
+type StepTransition struct {
+	UUID       uuid.UUID // workflow_step_transition_uuid
+	StepUUID   uuid.UUID
+	From       StepState // "" when from_state is NULL (the initial row)
+	To         StepState
+	SortKey    int
+	MostRecent bool
+	Metadata   json.RawMessage
+	CreatedAt  time.Time
+}
+
+// TaskTransition is one row of tasker.task_transitions.
+type TaskTransition struct {
+	UUID          uuid.UUID // task_transition_uuid
+	TaskUUID      uuid.UUID
+	From          TaskState // "" when from_state is NULL (the initial row)
+	To            TaskState
+	SortKey       int
+	MostRecent    bool
+	ProcessorUUID uuid.UUID // zero when NULL
+	Metadata      json.RawMessage
+	CreatedAt     time.Time
+}
+
+// TransitionStep moves a step on ev inside the caller's transaction and applies the
+// workflow_steps flag updates that belong to the new state.
+//
+// Invariant kept (with the caller's commit): a step has exactly one most_recent transition, its
+// to_state is the step's state, sort_keys run 1..n without gaps, each row's from_state is the
+// previous row's to_state, and workflow_steps.in_process/processed/processed_at/results agree
+// with the state. The step row is locked (FOR NO KEY UPDATE) before the current state is read,
+// so concurrent transitions of one step serialize and a loser sees the winner's state (and gets
+// *InvalidTransitionError) instead of racing on the unique index. NO KEY UPDATE rather than
+// FOR UPDATE: it excludes every other transition of ours just the same, but not the FOR KEY
+// SHARE lock a foreign-key check takes, so a writer that does not lock the step (tasker-core
+// inserting a transition row) cannot deadlock with us; it meets us on the unique index instead
+// (ErrConcurrentTransition). Run it in READ COMMITTED (the default): under REPEATABLE READ a
+// loser gets a serialization failure instead.
+//
+// Errors: ErrStepNotFound, *InvalidTransitionError, *GuardError (before anything is written, so
+// the transaction stays usable), ErrConcurrentTransition (transaction aborted), or a wrapped
+// database error.
+func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
+	eventJSON, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`, stepUUID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
+		}
+		return nil, fmt.Errorf("state: lock step %s: %w", stepUUID, err)
+	}
+	// A new statement after the lock: in READ COMMITTED its snapshot includes whatever the
+	// previous lock holder committed.
+	cur, maxKey, err := readHead(ctx, tx, `
+		SELECT (SELECT to_state FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1)`, stepUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: read step %s state: %w", stepUUID, err)
+	}
+	from := StepPending
+	if cur != nil {
+		if from, err = ParseStepState(*cur); err != nil {
+			return nil, err
+		}
+	}
+	if !expectOK(opts.ExpectFrom, from) {
+		return nil, &InvalidTransitionError{Entity: EntityStep, ID: stepUUID, From: string(from),
+			Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
+	}
+	to, err := NextStepState(from, ev)
+	if err != nil {
+		return nil, &InvalidTransitionError{Entity: EntityStep, ID: stepUUID, From: string(from), Event: string(ev.Type)}
+	}
+	if stepNeedsDependencies(from, ev.Type) {
+		// Parents' states are read without locking them: "complete or resolved_manually" is
+		// never left except towards the other of the two, so a satisfied check stays true.
+		var unmet int64
+		if err := tx.QueryRow(ctx, `
+			SELECT count(*)
+			  FROM tasker.workflow_step_edges e
+			  LEFT JOIN tasker.workflow_step_transitions p
+			    ON p.workflow_step_uuid = e.from_step_uuid AND p.most_recent
+			 WHERE e.to_step_uuid = $1
+			   AND (p.to_state IS NULL OR p.to_state NOT IN ('complete', 'resolved_manually'))`,
+			stepUUID).Scan(&unmet); err != nil {
+			return nil, fmt.Errorf("state: check step %s dependencies: %w", stepUUID, err)
+		}
+		if unmet > 0 {
+			return nil, &GuardError{Entity: EntityStep, ID: stepUUID, From: string(from), Event: string(ev.Type),
+				Reason: fmt.Sprintf("%d unmet dependencies", unmet)}
+		}
+	}
+
+	meta := map[string]any{
+		"event":     string(eventJSON),
+		"timestamp": rfc3339(opts.Timestamp),
+	}
+	if opts.WorkerUUID != uuid.Nil {
+		meta["worker_uuid"] = opts.WorkerUUID.String()
+	}
+	if opts.CorrelationID != uuid.Nil {
+		meta["correlation_id"] = opts.CorrelationID.String()
+	}
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+
+	if _, err := tx.Exec(ctx, `
+		UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
+		 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID); err != nil {
+		return nil, fmt.Errorf("state: retire step %s transition: %w", stepUUID, err)
+	}
+	tr, err := insertStepTransition(ctx, tx, stepUUID, string(from), to, metaJSON, maxKey+1)
+	if err != nil {
+		return nil, err
+	}
+	if err := applyStepActions(ctx, tx, stepUUID, from, to, ev); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// applyStepActions mirrors tasker-core's UpdateStepResultsAction and ResetAttemptsAction.
+// Differences, on purpose: a result event without data (None) leaves results as they are
+// instead of writing JSON null, and entering waiting_for_retry clears in_process (tasker-core
+// leaves it, which would keep a step that went in_progress→waiting_for_retry from ever being
+// ready again).
+func applyStepActions(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, from, to StepState, ev StepEvent) error {
+	var (
+		sql  string
+		args = []any{stepUUID}
+	)
+	results := ev.Results()
+	switch to {
+	case StepInProgress:
+		sql = `UPDATE tasker.workflow_steps SET in_process = true, updated_at = NOW() WHERE workflow_step_uuid = $1`
+	case StepEnqueuedForOrchestration, StepEnqueuedAsErrorForOrchestration:
+		sql = `UPDATE tasker.workflow_steps SET in_process = false, results = COALESCE($2::jsonb, results), updated_at = NOW()
+		        WHERE workflow_step_uuid = $1`
+		args = append(args, nullableJSON(results))
+	case StepComplete:
+		sql = `UPDATE tasker.workflow_steps
+		          SET processed = true, in_process = false, processed_at = NOW(),
+		              results = COALESCE($2::jsonb, results), updated_at = NOW()
+		        WHERE workflow_step_uuid = $1`
+		args = append(args, nullableJSON(results))
+	case StepError, StepWaitingForRetry:
+		sql = `UPDATE tasker.workflow_steps SET in_process = false, updated_at = NOW() WHERE workflow_step_uuid = $1`
+	case StepCancelled, StepResolvedManually:
+		sql = `UPDATE tasker.workflow_steps
+		          SET in_process = false, processed = true, processed_at = NOW(), updated_at = NOW()
+		        WHERE workflow_step_uuid = $1`
+	case StepPending:
+		if from == StepError && ev.Type == StepEventResetForRetry {
+			sql = `UPDATE tasker.workflow_steps SET attempts = 0, updated_at = NOW() WHERE workflow_step_uuid = $1`
+		}
+	}
+	if sql == "" {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("state: update step %s flags for %s: %w", stepUUID, to, err)
+	}
+	return nil
+}
+
+// InitStepState writes the first transition of a step that has none: to_state pending,
+// from_state NULL, sort_key 1, as task initialization does. metadata nil means tasker-core's
+// {"initial_state":"pending","from_service":"task_initializer"}. A step that already has a
+// transition gives *InvalidTransitionError with Event "initial".
+//
+// Invariant kept: the first transition row of a step is unique and most_recent (step row locked).
+func InitStepState(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, metadata map[string]any) (*StepTransition, error) {
+	metaJSON, err := initialMetadata(metadata)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`, stepUUID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
+		}
+		return nil, fmt.Errorf("state: lock step %s: %w", stepUUID, err)
+	}
+	cur, maxKey, err := readHead(ctx, tx, `
+		SELECT (SELECT to_state FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1)`, stepUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: read step %s state: %w", stepUUID, err)
+	}
+	if maxKey > 0 {
+		from := ""
+		if cur != nil {
+			from = *cur
+		}
+		return nil, &InvalidTransitionError{Entity: EntityStep, ID: stepUUID, From: from, Event: "initial"}
+	}
+	return insertStepTransition(ctx, tx, stepUUID, "", StepPending, metaJSON, 1)
+}
+
+func insertStepTransition(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, from string, to StepState, meta []byte, sortKey int) (*StepTransition, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: StepState(from), To: to, SortKey: sortKey,
+		MostRecent: true, Metadata: meta}
+	err = tx.QueryRow(ctx, `
+		INSERT INTO tasker.workflow_step_transitions
+		       (workflow_step_transition_uuid, workflow_step_uuid, to_state, from_state, metadata,
+		        sort_key, most_recent, created_at, updated_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, $6, true, NOW(), NOW())
+		RETURNING created_at`,
+		id, stepUUID, string(to), from, string(meta), sortKey).Scan(&tr.CreatedAt)
+	if err != nil {
+		if isUniqueViolation(err, stepMostRecentIndex) {
+			return nil, fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
+		}
+		return nil, fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
+	}
+	return tr, nil
+}
+
+// TransitionTask moves a task on ev inside the caller's transaction. Entering complete also sets
+// tasks.complete = true and completed_at = NOW().
+//
+// Invariant kept (with the caller's commit): a task has exactly one most_recent transition, its
+// to_state is the task's state, sort_keys run 1..n without gaps, and tasks.complete is true once
+// the state is complete. The tasks row is locked (FOR NO KEY UPDATE, see TransitionStep) before
+// the state is read, so concurrent transitions serialize; the loser gets *InvalidTransitionError. The metadata is
+// {"event": <Rust Debug form of ev>, "timestamp": <RFC 3339>, ...opts.Metadata}.
+//
+// Errors: ErrTaskNotFound, *InvalidTransitionError (nothing written), ErrConcurrentTransition
+// (transaction aborted), or a wrapped database error.
+func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskEvent, opts TaskTransitionOptions) (*TaskTransition, error) {
+	if !ev.Type.Valid() {
+		return nil, fmt.Errorf("state: unknown task event type %q", ev.Type)
+	}
+	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR NO KEY UPDATE`, taskUUID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
+		}
+		return nil, fmt.Errorf("state: lock task %s: %w", taskUUID, err)
+	}
+	cur, maxKey, err := readHead(ctx, tx, `
+		SELECT (SELECT to_state FROM tasker.task_transitions
+		         WHERE task_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: read task %s state: %w", taskUUID, err)
+	}
+	from := TaskPending
+	if cur != nil {
+		if from, err = ParseTaskState(*cur); err != nil {
+			return nil, err
+		}
+	}
+	if !expectOK(opts.ExpectFrom, from) {
+		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from),
+			Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
+	}
+	to, err := NextTaskState(from, ev)
+	if err != nil {
+		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from), Event: string(ev.Type)}
+	}
+
+	meta := make(map[string]any, len(opts.Metadata)+2)
+	for k, v := range opts.Metadata {
+		meta[k] = v
+	}
+	meta["event"] = ev.String()
+	meta["timestamp"] = rfc3339(opts.Timestamp)
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
+	}
+
+	if _, err := tx.Exec(ctx, `
+		UPDATE tasker.task_transitions SET most_recent = false, updated_at = NOW()
+		 WHERE task_uuid = $1 AND most_recent`, taskUUID); err != nil {
+		return nil, fmt.Errorf("state: retire task %s transition: %w", taskUUID, err)
+	}
+	tr, err := insertTaskTransition(ctx, tx, taskUUID, string(from), to, opts.ProcessorUUID, metaJSON, maxKey+1)
+	if err != nil {
+		return nil, err
+	}
+	if to == TaskComplete {
+		if _, err := tx.Exec(ctx, `
+			UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
+			 WHERE task_uuid = $1`, taskUUID); err != nil {
+			return nil, fmt.Errorf("state: mark task %s complete: %w", taskUUID, err)
+		}
+	}
+	return tr, nil
+}
+
+// InitTaskState writes the first transition of a task that has none: to_state pending,
+// from_state NULL, sort_key 1. metadata nil means tasker-core's
+// {"initial_state":"pending","from_service":"task_initializer"}.
+//
+// Invariant kept: the first transition row of a task is unique and most_recent (task row locked).
+func InitTaskState(ctx context.Context, tx pgx.Tx, taskUUID, processorUUID uuid.UUID, metadata map[string]any) (*TaskTransition, error) {
+	metaJSON, err := initialMetadata(metadata)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR NO KEY UPDATE`, taskUUID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
+		}
+		return nil, fmt.Errorf("state: lock task %s: %w", taskUUID, err)
+	}
+	cur, maxKey, err := readHead(ctx, tx, `
+		SELECT (SELECT to_state FROM tasker.task_transitions
+		         WHERE task_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: read task %s state: %w", taskUUID, err)
+	}
+	if maxKey > 0 {
+		from := ""
+		if cur != nil {
+			from = *cur
+		}
+		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: from, Event: "initial"}
+	}
+	return insertTaskTransition(ctx, tx, taskUUID, "", TaskPending, processorUUID, metaJSON, 1)
+}
+
+func insertTaskTransition(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, from string, to TaskState, processor uuid.UUID, meta []byte, sortKey int) (*TaskTransition, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: TaskState(from), To: to, SortKey: sortKey,
+		MostRecent: true, ProcessorUUID: processor, Metadata: meta}
+	err = tx.QueryRow(ctx, `
+		INSERT INTO tasker.task_transitions
+		       (task_transition_uuid, task_uuid, to_state, from_state, processor_uuid, metadata,
+		        sort_key, most_recent, created_at, updated_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::jsonb, $7, true, NOW(), NOW())
+		RETURNING created_at`,
+		id, taskUUID, string(to), from, nullableUUID(processor), string(meta), sortKey).Scan(&tr.CreatedAt)
+	if err != nil {
+		if isUniqueViolation(err, taskMostRecentIndex) {
+			return nil, fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
+		}
+		return nil, fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
+	}
+	return tr, nil
+}
+
+// CurrentStepState returns the step's state: the to_state of its most_recent transition, or
+// pending when it has none. ErrStepNotFound if the step does not exist.
+func CurrentStepState(ctx context.Context, q Querier, stepUUID uuid.UUID) (StepState, error) {
+	var cur *string
+	err := q.QueryRow(ctx, `
+		SELECT t.to_state
+		  FROM tasker.workflow_steps ws
+		  LEFT JOIN LATERAL (SELECT to_state FROM tasker.workflow_step_transitions
+		                      WHERE workflow_step_uuid = ws.workflow_step_uuid AND most_recent
+		                      ORDER BY sort_key DESC LIMIT 1) t ON true
+		 WHERE ws.workflow_step_uuid = $1`, stepUUID).Scan(&cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("state: read step %s state: %w", stepUUID, err)
+	}
+	if cur == nil {
+		return StepPending, nil
+	}
+	return ParseStepState(*cur)
+}
+
+// CurrentTaskState returns the task's state: the to_state of its most_recent transition, or
+// pending when it has none. ErrTaskNotFound if the task does not exist.
+func CurrentTaskState(ctx context.Context, q Querier, taskUUID uuid.UUID) (TaskState, error) {
+	var cur *string
+	err := q.QueryRow(ctx, `
+		SELECT t.to_state
+		  FROM tasker.tasks tk
+		  LEFT JOIN LATERAL (SELECT to_state FROM tasker.task_transitions
+		                      WHERE task_uuid = tk.task_uuid AND most_recent
+		                      ORDER BY sort_key DESC LIMIT 1) t ON true
+		 WHERE tk.task_uuid = $1`, taskUUID).Scan(&cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("state: read task %s state: %w", taskUUID, err)
+	}
+	if cur == nil {
+		return TaskPending, nil
+	}
+	return ParseTaskState(*cur)
+}
+
+// StepTransitions returns a step's transitions ordered by sort_key.
+func StepTransitions(ctx context.Context, q Lister, stepUUID uuid.UUID) ([]StepTransition, error) {
+	rows, err := q.Query(ctx, `
+		SELECT workflow_step_transition_uuid, workflow_step_uuid, COALESCE(from_state, ''), to_state,
+		       sort_key, most_recent, COALESCE(metadata, '{}'::jsonb)::text, created_at
+		  FROM tasker.workflow_step_transitions WHERE workflow_step_uuid = $1 ORDER BY sort_key`, stepUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: list step %s transitions: %w", stepUUID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (StepTransition, error) {
+		var (
+			t        StepTransition
+			from, to string
+			meta     string
+		)
+		err := r.Scan(&t.UUID, &t.StepUUID, &from, &to, &t.SortKey, &t.MostRecent, &meta, &t.CreatedAt)
+		t.From, t.To, t.Metadata = StepState(from), StepState(to), json.RawMessage(meta)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: list step %s transitions: %w", stepUUID, err)
+	}
+	return out, nil
+}
+
+// TaskTransitions returns a task's transitions ordered by sort_key.
+func TaskTransitions(ctx context.Context, q Lister, taskUUID uuid.UUID) ([]TaskTransition, error) {
+	rows, err := q.Query(ctx, `
+		SELECT task_transition_uuid, task_uuid, COALESCE(from_state, ''), to_state, sort_key, most_recent,
+		       processor_uuid, COALESCE(metadata, '{}'::jsonb)::text, created_at
+		  FROM tasker.task_transitions WHERE task_uuid = $1 ORDER BY sort_key`, taskUUID)
+	if err != nil {
+		return nil, fmt.Errorf("state: list task %s transitions: %w", taskUUID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TaskTransition, error) {
+		var (
+			t         TaskTransition
+			from, to  string
+			processor uuid.NullUUID
+			meta      string
+		)
+		err := r.Scan(&t.UUID, &t.TaskUUID, &from, &to, &t.SortKey, &t.MostRecent, &processor, &meta, &t.CreatedAt)
+		t.From, t.To, t.Metadata = TaskState(from), TaskState(to), json.RawMessage(meta)
+		if processor.Valid {
+			t.ProcessorUUID = processor.UUID
+		}
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: list task %s transitions: %w", taskUUID, err)
+	}
+	return out, nil
+}
+
+func lockRow(ctx context.Context, tx pgx.Tx, sql string, id uuid.UUID) error {
+	var one int
+	return tx.QueryRow(ctx, sql, id).Scan(&one)
+}
+
+func readHead(ctx context.Context, tx pgx.Tx, sql string, id uuid.UUID) (*string, int, error) {
+	var (
+		cur    *string
+		maxKey int
+	)
+	err := tx.QueryRow(ctx, sql, id).Scan(&cur, &maxKey)
+	return cur, maxKey, err
+}
+
+func initialMetadata(m map[string]any) ([]byte, error) {
+	if m == nil {
+		m = map[string]any{"initial_state": "pending", "from_service": "task_initializer"}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("state: encode initial transition metadata: %w", err)
+	}
+	return b, nil
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+}
+
+func nullableJSON(b json.RawMessage) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+func nullableUUID(u uuid.UUID) any {
+	if u == uuid.Nil {
+		return nil
+	}
+	return u
+}
+
+// rfc3339 formats t (zero: now) as chrono's to_rfc3339 does: UTC with a "+00:00" offset and 0, 3,
+// 6 or 9 fractional digits, whichever is the shortest exact form.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	t = t.UTC()
+	ns := t.Nanosecond()
+	var frac string
+	switch {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		frac = fmt.Sprintf(".%03d", ns/1_000_000)
+	case ns%1_000 == 0:
+		frac = fmt.Sprintf(".%06d", ns/1_000)
+	default:
+		frac = fmt.Sprintf(".%09d", ns)
+	}
+	return t.Format("2006-01-02T15:04:05") + frac + "+00:00"
+}

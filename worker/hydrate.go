@@ -1,0 +1,193 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/state"
+)
+
+// errStepNotFound and errTemplateStep are reasons to drop a message: retrying cannot help.
+var (
+	errStepNotFound  = errors.New("step not found")
+	errTemplateStep  = errors.New("template step definition not found")
+	errTaskMismatch  = errors.New("message task_uuid does not own the step")
+	errTemplateEmpty = errors.New("named task has no template configuration")
+)
+
+// stepRow is what the claim transaction reads about a step in one statement.
+type stepRow struct {
+	seq           protocol.TaskSequenceStep
+	current       state.StepState
+	ageSeconds    float64 // since last_attempted_at, by the database clock; -1 when never attempted
+	namedTaskUUID uuid.UUID
+	templateAt    time.Time
+	configuration []byte
+}
+
+// loadStepSQL reads the step, its task, names, template and current state, and locks the step row
+// so the claim decision and the transitions it leads to see one consistent state.
+const loadStepSQL = `
+SELECT ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
+       COALESCE(ws.inputs->>'__template_step_name', ns.name),
+       ws.retryable, ws.max_attempts, ws.in_process, ws.processed, ws.processed_at, ws.attempts,
+       ws.last_attempted_at, ws.backoff_request_seconds, ws.inputs, ws.results, ws.checkpoint,
+       ws.created_at, ws.updated_at,
+       COALESCE(EXTRACT(EPOCH FROM (timezone('UTC', clock_timestamp()) - ws.last_attempted_at))::float8, -1),
+       t.named_task_uuid, t.complete, t.requested_at, t.initiator, t.source_system, t.reason, t.tags,
+       t.context, t.identity_hash, t.priority, t.created_at, t.updated_at, t.correlation_id,
+       t.parent_correlation_id,
+       nt.name, nt.version, tn.name, nt.updated_at,
+       (SELECT tr.to_state FROM tasker.workflow_step_transitions tr
+         WHERE tr.workflow_step_uuid = ws.workflow_step_uuid AND tr.most_recent
+         ORDER BY tr.sort_key DESC LIMIT 1)
+  FROM tasker.workflow_steps ws
+  JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
+  JOIN tasker.tasks t ON t.task_uuid = ws.task_uuid
+  JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
+ WHERE ws.workflow_step_uuid = $1
+   FOR NO KEY UPDATE OF ws`
+
+func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
+	var (
+		r                                    stepRow
+		ws                                   = &r.seq.WorkflowStep
+		task                                 = &r.seq.Task.Task
+		processedAt, lastAttempted           *time.Time
+		wsCreated, wsUpdated                 time.Time
+		requestedAt, taskCreated, taskUpdate time.Time
+		cur                                  *string
+		inputs, results, checkpoint          []byte
+		tags, taskContext                    []byte
+	)
+	err := tx.QueryRow(ctx, loadStepSQL, stepUUID).Scan(
+		&ws.WorkflowStepUUID, &ws.TaskUUID, &ws.NamedStepUUID, &ws.Name, &ws.TemplateStepName,
+		&ws.Retryable, &ws.MaxAttempts, &ws.InProcess, &ws.Processed, &processedAt, &ws.Attempts,
+		&lastAttempted, &ws.BackoffRequestSeconds, &inputs, &results, &checkpoint,
+		&wsCreated, &wsUpdated, &r.ageSeconds,
+		&task.NamedTaskUUID, &task.Complete, &requestedAt, &task.Initiator, &task.SourceSystem, &task.Reason, &tags,
+		&taskContext, &task.IdentityHash, &task.Priority, &taskCreated, &taskUpdate, &task.CorrelationID,
+		&task.ParentCorrelationID,
+		&r.seq.Task.TaskName, &r.seq.Task.TaskVersion, &r.seq.Task.NamespaceName, &r.templateAt, &cur,
+	)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errStepNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load step %s: %w", stepUUID, err)
+	}
+	task.TaskUUID = ws.TaskUUID
+	task.RequestedAt = protocol.NewNaiveTime(requestedAt)
+	task.CreatedAt = protocol.NewNaiveTime(taskCreated)
+	task.UpdatedAt = protocol.NewNaiveTime(taskUpdate)
+	task.Tags, task.Context = rawOrNil(tags), rawOrNil(taskContext)
+	ws.Inputs, ws.Results, ws.Checkpoint = rawOrNil(inputs), rawOrNil(results), rawOrNil(checkpoint)
+	ws.CreatedAt, ws.UpdatedAt = protocol.NewNaiveTime(wsCreated), protocol.NewNaiveTime(wsUpdated)
+	if processedAt != nil {
+		t := protocol.NewNaiveTime(*processedAt)
+		ws.ProcessedAt = &t
+	}
+	if lastAttempted != nil {
+		t := protocol.NewNaiveTime(*lastAttempted)
+		ws.LastAttemptedAt = &t
+	}
+	r.namedTaskUUID = task.NamedTaskUUID
+	r.current = state.StepPending
+	if cur != nil {
+		if r.current, err = state.ParseStepState(*cur); err != nil {
+			return nil, err
+		}
+	}
+	return &r, nil
+}
+
+// loadDependencyResults returns the results of finished ancestors keyed by step name, as
+// tasker-core's get_results_map does (the farther duplicate wins; unfinished ones are skipped).
+func loadDependencyResults(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (map[string]protocol.StepExecutionResult, error) {
+	rows, err := tx.Query(ctx, `SELECT step_name, results FROM tasker.get_step_transitive_dependencies($1)
+		WHERE processed AND results IS NOT NULL ORDER BY distance, workflow_step_uuid`, stepUUID)
+	if err != nil {
+		return nil, fmt.Errorf("load dependency results: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]protocol.StepExecutionResult{}
+	for rows.Next() {
+		var name string
+		var raw []byte
+		if err := rows.Scan(&name, &raw); err != nil {
+			return nil, err
+		}
+		var res protocol.StepExecutionResult
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return nil, fmt.Errorf("dependency %q has malformed results: %w", name, err)
+		}
+		out[name] = res
+	}
+	return out, rows.Err()
+}
+
+// templateCache keeps the step definitions of each named task, keyed by its uuid and refreshed
+// when named_tasks.updated_at moves (a re-registration).
+type templateCache struct {
+	mu sync.Mutex
+	m  map[uuid.UUID]cachedTemplate
+}
+
+type cachedTemplate struct {
+	at    time.Time
+	steps map[string]protocol.StepDefinition
+}
+
+// stepDefinition finds the template step named name for the named task, reading
+// named_tasks.configuration only when the cache is cold or stale.
+func (c *templateCache) stepDefinition(ctx context.Context, q pgx.Tx, namedTask uuid.UUID, at time.Time, name string) (protocol.StepDefinition, error) {
+	c.mu.Lock()
+	ct, ok := c.m[namedTask]
+	c.mu.Unlock()
+	if !ok || !ct.at.Equal(at) {
+		var cfg []byte
+		if err := q.QueryRow(ctx, `SELECT configuration FROM tasker.named_tasks WHERE named_task_uuid = $1`, namedTask).Scan(&cfg); err != nil {
+			return protocol.StepDefinition{}, fmt.Errorf("load template: %w", err)
+		}
+		var tmpl struct {
+			Steps []protocol.StepDefinition `json:"steps"`
+		}
+		if len(cfg) == 0 || string(cfg) == "{}" || string(cfg) == "null" {
+			return protocol.StepDefinition{}, errTemplateEmpty
+		}
+		if err := json.Unmarshal(cfg, &tmpl); err != nil {
+			return protocol.StepDefinition{}, fmt.Errorf("decode template configuration: %w", err)
+		}
+		ct = cachedTemplate{at: at, steps: make(map[string]protocol.StepDefinition, len(tmpl.Steps))}
+		for _, s := range tmpl.Steps {
+			ct.steps[s.Name] = s
+		}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = map[uuid.UUID]cachedTemplate{}
+		}
+		c.m[namedTask] = ct
+		c.mu.Unlock()
+	}
+	def, ok := ct.steps[name]
+	if !ok {
+		return protocol.StepDefinition{}, fmt.Errorf("%w: %q", errTemplateStep, name)
+	}
+	return def, nil
+}
+
+func rawOrNil(b []byte) json.RawMessage {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	return json.RawMessage(b)
+}
