@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -115,6 +116,27 @@ func TestPGMQConcurrentReadersNeverShareMessages(t *testing.T) {
 		readersUsed[r] = true
 	}
 	t.Logf("%d messages over %d readers, no overlap", total, len(readersUsed))
+}
+
+// Workers all ensure their queues at start-up; concurrent creates of one queue must not fail.
+func TestPGMQConcurrentCreateIsSafe(t *testing.T) {
+	e := newQEnv(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- e.client.EnsureQueues(e.ctx, "shared_q", "other_q") })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var n int
+	if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pgmq.list_queues() WHERE queue_name IN ('shared_q', 'other_q')`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("list_queues has %d of the 2 queues (%v)", n, err)
+	}
 }
 
 func TestPGMQVisibilityTimeoutAndReadCount(t *testing.T) {
@@ -630,4 +652,39 @@ func qMsgIDs(msgs []queue.Message) []int64 {
 		ids[i] = m.ID
 	}
 	return ids
+}
+
+// Compat-only: migrations/pgmq/compat.sql can be applied again over a live install without
+// touching existing queues. Skipped where the real extension is installed.
+func TestPGMQCompatSchemaIsIdempotent(t *testing.T) {
+	e := newQEnv(t)
+	var ext bool
+	if err := e.pool.QueryRow(e.ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgmq')`).Scan(&ext); err != nil {
+		t.Fatal(err)
+	}
+	if ext {
+		t.Skip("pgmq extension installed; compat.sql is not used")
+	}
+	sql, err := os.ReadFile("../migrations/pgmq/compat.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := e.queueWith(t, "keep_q", 2)
+	conn, err := e.pool.Acquire(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for range 2 {
+		if _, err := conn.Conn().PgConn().Exec(e.ctx, "BEGIN;\n"+string(sql)+"\n;COMMIT;").ReadAll(); err != nil {
+			t.Fatalf("re-applying compat.sql: %v", err)
+		}
+	}
+	msgs, err := e.client.Read(e.ctx, "keep_q", 30, 10)
+	if err != nil || !slices.Equal(qMsgIDs(msgs), ids) {
+		t.Fatalf("after re-apply: %v, %v; want %v", qMsgIDs(msgs), err, ids)
+	}
+	if id, err := e.client.Send(e.ctx, nil, "keep_q", "more", 0); err != nil || id <= ids[1] {
+		t.Fatalf("send after re-apply = %d, %v", id, err)
+	}
 }

@@ -181,12 +181,12 @@ func (d *StepDefinition) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("protocol: step definition: %w", err)
 	}
 	out := StepDefinition{
-		Name:           j.Name,
-		Handler:        j.Handler,
-		StepType:       j.StepType,
-		Dependencies:   j.Dependencies,
-		Retry:          nullToNil(j.Retry),
-		TimeoutSeconds: j.TimeoutSeconds,
+		Name:            j.Name,
+		Handler:         j.Handler,
+		StepType:        j.StepType,
+		Dependencies:    j.Dependencies,
+		Retry:           nullToNil(j.Retry),
+		TimeoutSeconds:  j.TimeoutSeconds,
 		PublishesEvents: nullToNil(j.PublishesEvents),
 		BatchConfig:     nullToNil(j.BatchConfig),
 		ResultSchema:    nullToNil(j.ResultSchema),

@@ -44,6 +44,7 @@ type NameError struct {
 	Reason string
 }
 
+// Error describes the name and why it is refused.
 func (e *NameError) Error() string {
 	return fmt.Sprintf("queue: invalid %s name %q: %s", e.Kind, e.Name, e.Reason)
 }

@@ -25,6 +25,7 @@ type InvalidTransitionError struct {
 	Expected []string  // states the caller required (TransitionOptions.ExpectFrom), if any
 }
 
+// Error describes the refused transition.
 func (e *InvalidTransitionError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state: invalid %s transition from %q on %s", e.Entity, e.From, e.Event)
@@ -48,6 +49,7 @@ type GuardError struct {
 	Reason string
 }
 
+// Error describes the refused transition and the guard's reason.
 func (e *GuardError) Error() string {
 	return fmt.Sprintf("state: %s %s: %s from %q refused: %s", e.Entity, e.ID, e.Event, e.From, e.Reason)
 }

@@ -98,9 +98,12 @@ type TaskTransition struct {
 // the transaction stays usable), ErrConcurrentTransition (transaction aborted), or a wrapped
 // database error.
 func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
+	if !ev.Type.Valid() {
+		return nil, fmt.Errorf("state: unknown step event type %q", ev.Type)
+	}
 	eventJSON, err := json.Marshal(ev)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state: encode step event: %w", err)
 	}
 	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`, stepUUID); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -164,7 +167,7 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 	}
 	metaJSON, err := json.Marshal(meta)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state: encode step transition metadata: %w", err)
 	}
 
 	if _, err := tx.Exec(ctx, `

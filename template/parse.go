@@ -514,7 +514,12 @@ func nodeFromJSON(v any) *yaml.Node {
 // ---- the template structure ----
 
 func (p *parser) template(root *yaml.Node) *TaskTemplate {
-	t := &TaskTemplate{SystemDependencies: SystemDependencies{Primary: "default", Secondary: []string{}}}
+	t := &TaskTemplate{
+		SystemDependencies: SystemDependencies{Primary: "default", Secondary: []string{}},
+		DomainEvents:       []DomainEventDefinition{},
+		Steps:              []StepDefinition{},
+		Environments:       map[string]EnvironmentOverride{},
+	}
 	root = p.deref(root)
 	if root == nil {
 		return t

@@ -195,8 +195,13 @@ func (s *schema) compileObject(m map[string]any, path string, add func(path, msg
 			add(join(path, "properties"), "must be a mapping of property name to schema")
 		}
 		s.properties = map[string]*schema{}
-		for name, sub := range props {
-			s.properties[name] = compileValue(sub, join(join(path, "properties"), name), add, depth+1)
+		names := make([]string, 0, len(props))
+		for name := range props {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			s.properties[name] = compileValue(props[name], join(join(path, "properties"), name), add, depth+1)
 		}
 	}
 	if raw, ok := m["additionalProperties"]; ok {

@@ -33,8 +33,12 @@ type stepRow struct {
 	configuration []byte
 }
 
-// loadStepSQL reads the step, its task, names, template and current state, and locks the step row
-// so the claim decision and the transitions it leads to see one consistent state.
+// lockStepSQL locks the step row first: in READ COMMITTED a statement that waits for a lock still
+// reads with the snapshot it started with, so the state must be read by a later statement.
+const lockStepSQL = `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`
+
+// loadStepSQL reads the step, its task, names, template and current state once the row is
+// locked, so the claim decision and the transitions it leads to see one consistent state.
 const loadStepSQL = `
 SELECT ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
        COALESCE(ws.inputs->>'__template_step_name', ns.name),
@@ -54,8 +58,7 @@ SELECT ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
   JOIN tasker.tasks t ON t.task_uuid = ws.task_uuid
   JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
   JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
- WHERE ws.workflow_step_uuid = $1
-   FOR NO KEY UPDATE OF ws`
+ WHERE ws.workflow_step_uuid = $1`
 
 func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
 	var (
@@ -69,6 +72,12 @@ func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		inputs, results, checkpoint          []byte
 		tags, taskContext                    []byte
 	)
+	var one int
+	if err := tx.QueryRow(ctx, lockStepSQL, stepUUID).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+		return nil, errStepNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("lock step %s: %w", stepUUID, err)
+	}
 	err := tx.QueryRow(ctx, loadStepSQL, stepUUID).Scan(
 		&ws.WorkflowStepUUID, &ws.TaskUUID, &ws.NamedStepUUID, &ws.Name, &ws.TemplateStepName,
 		&ws.Retryable, &ws.MaxAttempts, &ws.InProcess, &ws.Processed, &processedAt, &ws.Attempts,

@@ -1,0 +1,369 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/handlers"
+	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
+	"github.com/tasker-go/tasker/state"
+)
+
+// Reasons a message is archived without running a handler; they are also written into the
+// archived message's headers (key ArchiveReasonHeader) so the archive explains itself.
+const (
+	ReasonMalformed     = "malformed_message"
+	ReasonStepNotFound  = "step_not_found"
+	ReasonTaskMismatch  = "task_mismatch"
+	ReasonNotClaimable  = "step_not_claimable"
+	ReasonNoTemplate    = "template_step_missing"
+	ReasonRecoveredStep = "recovered_abandoned_step"
+)
+
+// ArchiveReasonHeader is the header key holding why the worker archived a message.
+const ArchiveReasonHeader = "x-tasker-archive-reason"
+
+// claim is a step this worker owns: it moved the step to in_progress with attempts = attempt.
+type claim struct {
+	queue   string
+	msgID   int64
+	attempt int32 // attempts after the claim: the fencing token for completion
+	seq     protocol.TaskSequenceStep
+	timeout time.Duration
+}
+
+// process handles one message end to end. It never returns an error: every outcome is either
+// committed, archived with a reason, or left for redelivery, and logged.
+func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
+	log := w.log.With("queue", q, "msg_id", msg.ID)
+	sm, err := protocol.DecodeStepMessage(msg.Body)
+	if err != nil {
+		w.metrics.malformed.Add(1)
+		log.Warn("archiving malformed step message", "error", err, "body", truncateForLog(msg.Body))
+		w.archive(ctx, q, msg.ID, ReasonMalformed, err.Error())
+		return
+	}
+	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
+
+	c, err := w.claim(ctx, q, msg, sm, log)
+	if err != nil {
+		w.metrics.dbErrors.Add(1)
+		log.Error("claim failed; message will be redelivered after its visibility timeout", "error", err)
+		return
+	}
+	if c == nil {
+		return
+	}
+	w.metrics.claimed.Add(1)
+	w.execute(ctx, c, log)
+}
+
+// claim decides what to do with a step message inside one transaction:
+//   - enqueued (or legacy pending): move to in_progress, attempts+1, hydrate; the message stays
+//     (invisible, extended while the handler runs) until completion deletes it;
+//   - in_progress past its timeout plus grace: the previous owner is gone, so report a retryable
+//     timeout failure to orchestration through the legal path and archive the message;
+//   - in_progress within its timeout: another live worker owns it; leave the message alone;
+//   - anything else, or a step that does not exist: archive the message with the reason.
+//
+// Invariant: a step is in_progress with attempts = N for exactly one claim, and only the holder
+// of that claim (N) can complete it.
+func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, log *slog.Logger) (*claim, error) {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
+	defer cancel()
+	tx, err := w.pool.Begin(dbctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(dbctx) //nolint:errcheck // no-op after commit
+
+	row, err := loadStep(dbctx, tx, sm.StepUUID)
+	switch {
+	case errors.Is(err, errStepNotFound):
+		log.Warn("archiving message for unknown step")
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonStepNotFound, "no workflow step "+sm.StepUUID.String())
+	case err != nil:
+		return nil, err
+	}
+	if row.seq.WorkflowStep.TaskUUID != sm.TaskUUID {
+		log.Warn("archiving message whose task_uuid does not own the step", "step_task_uuid", row.seq.WorkflowStep.TaskUUID)
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonTaskMismatch, errTaskMismatch.Error())
+	}
+	def, err := w.templates.stepDefinition(dbctx, tx, row.namedTaskUUID, row.templateAt, row.seq.WorkflowStep.TemplateStepName)
+	if errors.Is(err, errTemplateStep) || errors.Is(err, errTemplateEmpty) {
+		// The step exists but its template does not describe it; no worker can run it. Report a
+		// permanent failure through the normal path when claimable, so the task does not hang.
+		log.Error("no template step definition for step", "error", err)
+		if row.current.IsClaimable() {
+			return nil, w.failWithoutRunning(dbctx, tx, q, msg.ID, row, protocol.Failure(sm.StepUUID,
+				"Step definition not found: "+err.Error(), handlers.ErrorTypeHandlerNotFound, "", false, 0, nil), ReasonNoTemplate)
+		}
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonNoTemplate, err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	row.seq.StepDefinition = def
+	timeout := w.stepTimeout(def)
+
+	switch {
+	case row.current.IsClaimable():
+		// handled below
+	case row.current == state.StepInProgress:
+		limit := timeout + w.cfg.StaleGrace
+		if row.ageSeconds >= 0 && time.Duration(row.ageSeconds*float64(time.Second)) < limit {
+			log.Debug("step is in progress on a live worker; leaving the message", "age_s", row.ageSeconds)
+			w.metrics.inProgressElsewhere.Add(1)
+			return nil, nil
+		}
+		w.metrics.recovered.Add(1)
+		log.Warn("step abandoned in_progress by a dead worker; reporting a retryable timeout to orchestration",
+			"age_s", row.ageSeconds, "limit", limit)
+		res := protocol.Failure(sm.StepUUID,
+			fmt.Sprintf("Step abandoned in progress: no result within %s (timeout %s + grace %s); the worker is presumed dead",
+				limit, timeout, w.cfg.StaleGrace),
+			handlers.ErrorTypeHandlerTimeout, "", true, 0, map[string]json.RawMessage{
+				"recovered_by": mustJSON(w.cfg.WorkerID),
+				"age_seconds":  mustJSON(row.ageSeconds),
+			})
+		return nil, w.failWithoutRunning(dbctx, tx, q, msg.ID, row, res, ReasonRecoveredStep)
+	default:
+		w.metrics.duplicates.Add(1)
+		log.Info("archiving message for a step that is not claimable", "state", row.current)
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonNotClaimable, "step is "+string(row.current))
+	}
+
+	deps, err := loadDependencyResults(dbctx, tx, sm.StepUUID)
+	if err != nil {
+		return nil, err
+	}
+	row.seq.DependencyResults = deps
+	if _, err := state.TransitionStep(dbctx, tx, sm.StepUUID, state.StepEvent{Type: state.StepEventStart},
+		state.TransitionOptions{ExpectFrom: []state.StepState{row.current}}); err != nil {
+		return nil, fmt.Errorf("claim transition: %w", err)
+	}
+	var attempt int32
+	if err := tx.QueryRow(dbctx, `UPDATE tasker.workflow_steps
+		   SET attempts = COALESCE(attempts, 0) + 1, last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
+		 WHERE workflow_step_uuid = $1 RETURNING attempts`, sm.StepUUID).Scan(&attempt); err != nil {
+		return nil, fmt.Errorf("claim attempts: %w", err)
+	}
+	if err := tx.Commit(dbctx); err != nil {
+		return nil, err
+	}
+	return &claim{queue: q, msgID: msg.ID, attempt: attempt, seq: row.seq, timeout: timeout}, nil
+}
+
+// failWithoutRunning reports res for a step without running a handler (recovery of an abandoned
+// step, or a step no template describes): claim it first when it is still claimable, then the
+// same completion writes as a handler failure, and archive the message with reason.
+func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, msgID int64, row *stepRow, res protocol.StepExecutionResult, reason string) error {
+	stepUUID := row.seq.WorkflowStep.WorkflowStepUUID
+	if row.current.IsClaimable() {
+		if _, err := state.TransitionStep(ctx, tx, stepUUID, state.StepEvent{Type: state.StepEventStart},
+			state.TransitionOptions{ExpectFrom: []state.StepState{row.current}}); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = COALESCE(attempts, 0) + 1,
+			last_attempted_at = timezone('UTC', clock_timestamp()) WHERE workflow_step_uuid = $1`, stepUUID); err != nil {
+			return err
+		}
+	}
+	if err := w.writeResult(ctx, tx, row.seq, res); err != nil {
+		return err
+	}
+	if err := w.archiveTx(ctx, tx, q, msgID, reason, res.Error.Message); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// writeResult is the heart of completion: transition in_progress -> enqueued(_as_error)_for_
+// orchestration with the result in metadata and workflow_steps.results, then notify
+// orchestration_step_results, all on the caller's transaction.
+func (w *Worker) writeResult(ctx context.Context, tx pgx.Tx, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	ev := state.StepEvent{Type: state.StepEventEnqueueForOrchestration, Data: data}
+	if !res.Success {
+		ev.Type = state.StepEventEnqueueAsErrorForOrchestration
+	}
+	task := seq.Task.Task
+	if _, err := state.TransitionStep(ctx, tx, res.StepUUID, ev, state.TransitionOptions{
+		ExpectFrom:    []state.StepState{state.StepInProgress},
+		WorkerUUID:    w.workerUUID,
+		CorrelationID: task.CorrelationID,
+	}); err != nil {
+		return err
+	}
+	if _, err := w.queue.SendWithNotify(ctx, tx, w.resultsQueue, protocol.StepMessage{
+		TaskUUID: task.TaskUUID, StepUUID: res.StepUUID, CorrelationID: task.CorrelationID,
+	}, 0); err != nil {
+		return fmt.Errorf("notify orchestration: %w", err)
+	}
+	return nil
+}
+
+// errLateCompletion means the claim this worker held was superseded (the step was recovered
+// and possibly claimed again); the result must not be applied.
+var errLateCompletion = errors.New("late completion rejected: the step is no longer held by this claim")
+
+// complete persists the handler's result in ONE transaction: fence on the claim (state
+// in_progress and attempts unchanged), transition with the result, workflow_steps.results, the
+// orchestration notification, the domain events declared durable, and the delete of the
+// consumed message. A crash at any point leaves either nothing or everything.
+func (w *Worker) complete(ctx context.Context, c *claim, res protocol.StepExecutionResult) error {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tx, err := w.pool.Begin(dbctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(dbctx) //nolint:errcheck // no-op after commit
+	if err := w.fence(dbctx, tx, c); err != nil {
+		return err
+	}
+	if err := w.writeResult(dbctx, tx, c.seq, res); err != nil {
+		return err
+	}
+	if w.events != nil {
+		if err := w.events.PublishDurable(dbctx, tx, c.seq, res); err != nil {
+			return fmt.Errorf("durable domain events: %w", err)
+		}
+	}
+	if _, err := w.queue.DeleteTx(dbctx, tx, c.queue, c.msgID); err != nil {
+		return fmt.Errorf("delete message: %w", err)
+	}
+	return tx.Commit(dbctx)
+}
+
+// fence locks the step and checks this claim still holds it.
+func (w *Worker) fence(ctx context.Context, tx pgx.Tx, c *claim) error {
+	var attempts *int32
+	var cur *string
+	err := tx.QueryRow(ctx, `SELECT ws.attempts,
+		(SELECT to_state FROM tasker.workflow_step_transitions tr WHERE tr.workflow_step_uuid = ws.workflow_step_uuid AND tr.most_recent)
+		FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = $1 FOR NO KEY UPDATE`, c.seq.WorkflowStep.WorkflowStepUUID).Scan(&attempts, &cur)
+	if err != nil {
+		return fmt.Errorf("fence: %w", err)
+	}
+	if attempts == nil || *attempts != c.attempt || cur == nil || *cur != string(state.StepInProgress) {
+		got := "none"
+		if cur != nil {
+			got = *cur
+		}
+		return fmt.Errorf("%w (state %s, attempts %v, claimed attempt %d)", errLateCompletion, got, deref(attempts), c.attempt)
+	}
+	return nil
+}
+
+// persistCheckpoint stores a yield's progress (appending the cursor to history) while this
+// claim still holds the step, and returns the data handed to the handler's next run.
+func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.CheckpointYieldData) error {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	tx, err := w.pool.Begin(dbctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(dbctx) //nolint:errcheck // no-op after commit
+	if err := w.fence(dbctx, tx, c); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(y.ToRecord(time.Now()))
+	if err != nil {
+		return err
+	}
+	cursor := y.Cursor
+	if len(cursor) == 0 {
+		cursor = json.RawMessage("null")
+	}
+	if _, err := tx.Exec(dbctx, `UPDATE tasker.workflow_steps
+		   SET checkpoint = jsonb_set($2::jsonb, '{history}',
+		         COALESCE(checkpoint->'history', '[]'::jsonb)
+		           || jsonb_build_array(jsonb_build_object('cursor', $3::jsonb, 'timestamp', to_jsonb(now())))),
+		       updated_at = NOW()
+		 WHERE workflow_step_uuid = $1`, c.seq.WorkflowStep.WorkflowStepUUID, rec, []byte(cursor)); err != nil {
+		return err
+	}
+	return tx.Commit(dbctx)
+}
+
+// archive moves a message to the archive with a reason header, outside any other transaction.
+func (w *Worker) archive(ctx context.Context, q string, msgID int64, reason, detail string) {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	tx, err := w.pool.Begin(dbctx)
+	if err == nil {
+		if err = w.archiveTx(dbctx, tx, q, msgID, reason, detail); err == nil {
+			err = tx.Commit(dbctx)
+		}
+		_ = tx.Rollback(dbctx)
+	}
+	if err != nil {
+		w.log.Error("archive failed; message will be redelivered", "queue", q, "msg_id", msgID, "error", err)
+	}
+}
+
+// archiveCommit archives the message on tx and commits.
+func (w *Worker) archiveCommit(ctx context.Context, tx pgx.Tx, q string, msgID int64, reason, detail string) error {
+	if err := w.archiveTx(ctx, tx, q, msgID, reason, detail); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// archiveTx records reason in the message's headers and archives it, on tx.
+func (w *Worker) archiveTx(ctx context.Context, tx pgx.Tx, q string, msgID int64, reason, detail string) error {
+	if err := w.queue.AnnotateTx(ctx, tx, q, msgID, map[string]string{
+		ArchiveReasonHeader:          reason,
+		ArchiveReasonHeader + "-why": detail,
+		"x-tasker-archived-by":       w.cfg.WorkerID,
+	}); err != nil {
+		return err
+	}
+	if _, err := w.queue.ArchiveTx(ctx, tx, q, msgID); err != nil {
+		return err
+	}
+	w.metrics.archived.Add(1)
+	return nil
+}
+
+func (w *Worker) stepTimeout(def protocol.StepDefinition) time.Duration {
+	if d := def.Timeout(); d > 0 {
+		return d
+	}
+	return w.cfg.StepTimeout
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func deref(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func truncateForLog(b []byte) string {
+	const max = 512
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
+
+var _ = uuid.Nil

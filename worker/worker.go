@@ -1,0 +1,307 @@
+// Package worker runs tasker-core step handlers in Go: it consumes worker_<namespace>_queue
+// messages from PGMQ, claims each step, runs its handler on a bounded pool, and writes the
+// result, the state transition and the orchestration notification in one transaction.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/tasker-go/tasker/handlers"
+	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
+)
+
+// Resolver finds the handler for a step definition, trying the fallback names (the template
+// step name) when the callable is not registered; *handlers.Registry satisfies it.
+type Resolver interface {
+	ResolveWithFallback(def protocol.HandlerDefinition, fallbacks ...string) (handlers.Handler, error)
+}
+
+// EventPublisher publishes the domain events a step declares. PublishDurable runs inside the
+// completion transaction (so events exist exactly when the result does); PublishAfterCommit
+// runs after it committed and must not block for long.
+type EventPublisher interface {
+	PublishDurable(ctx context.Context, tx pgx.Tx, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error
+	PublishAfterCommit(ctx context.Context, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult)
+}
+
+// Option customizes a Worker.
+type Option func(*Worker)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(w *Worker) { w.log = l } }
+
+// WithEvents sets the domain event publisher.
+func WithEvents(p EventPublisher) Option { return func(w *Worker) { w.events = p } }
+
+// WithWakeups lets the caller feed queue notifications (e.g. from a shared listener) instead of
+// the worker opening its own LISTEN connection.
+func WithWakeups(events <-chan queue.Event) Option {
+	return func(w *Worker) { w.externalEvents = events }
+}
+
+// Worker consumes step messages for its namespaces. Create it with New, run it with Run.
+type Worker struct {
+	cfg            Config
+	pool           *pgxpool.Pool
+	queue          *queue.Client
+	resolver       Resolver
+	events         EventPublisher
+	log            *slog.Logger
+	workerUUID     uuid.UUID
+	hostname       string
+	resultsQueue   string
+	templates      templateCache
+	metrics        Metrics
+	slots          chan struct{}
+	externalEvents <-chan queue.Event
+
+	mu      sync.Mutex
+	running bool
+}
+
+// New checks cfg and returns a Worker using pool (configured with db.Config: search_path
+// tasker,public and UTC). Namespaces must be set (template registration fills them in cmd/).
+func New(cfg Config, pool *pgxpool.Pool, resolver Resolver, opts ...Option) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Namespaces) == 0 {
+		return nil, &ConfigError{Key: "TASKER_NAMESPACES", Message: "no namespaces to consume (set it, or load templates)"}
+	}
+	if resolver == nil {
+		return nil, errors.New("worker: a handler resolver (registry) is required")
+	}
+	wu, _ := WorkerUUID(cfg.WorkerID)
+	host, _ := os.Hostname()
+	w := &Worker{
+		cfg:          cfg,
+		pool:         pool,
+		queue:        queue.NewClient(pool),
+		resolver:     resolver,
+		log:          slog.Default(),
+		workerUUID:   wu,
+		hostname:     host,
+		resultsQueue: queue.StepResultsQueue,
+		slots:        make(chan struct{}, cfg.Concurrency),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	w.log = w.log.With("worker_id", cfg.WorkerID)
+	w.metrics.init(cfg.Namespaces)
+	return w, nil
+}
+
+// Metrics returns the worker's live counters.
+func (w *Worker) Metrics() *Metrics { return &w.metrics }
+
+// Config returns the worker's configuration.
+func (w *Worker) Config() Config { return w.cfg }
+
+// EnsureQueues creates the worker queues of its namespaces and the orchestration queues
+// (idempotent), as tasker-core's worker does at start.
+func (w *Worker) EnsureQueues(ctx context.Context) error {
+	qs := []string{queue.StepResultsQueue, queue.TaskRequestsQueue, queue.TaskFinalizationsQueue}
+	for _, ns := range w.cfg.Namespaces {
+		qs = append(qs, queue.WorkerQueue(ns), queue.DomainEventsQueue(ns), queue.DomainEventsDLQ(ns))
+	}
+	return w.queue.EnsureQueues(ctx, qs...)
+}
+
+// Run consumes messages until ctx is cancelled, then shuts down gracefully: it stops reading,
+// lets in-flight handlers finish for up to ShutdownTimeout, then cancels them (their steps stay
+// in_progress and their messages reappear after the visibility timeout).
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return errors.New("worker: already running")
+	}
+	w.running = true
+	w.mu.Unlock()
+	if err := w.EnsureQueues(ctx); err != nil {
+		return fmt.Errorf("worker: ensure queues: %w", err)
+	}
+
+	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelWork(nil)
+	handlersPool := pool.New().WithMaxGoroutines(w.cfg.Concurrency)
+
+	wakers := make(map[string]*queue.Waker, len(w.cfg.Namespaces))
+	for _, ns := range w.cfg.Namespaces {
+		wakers[ns] = queue.NewWaker()
+	}
+	events := w.externalEvents
+	if events == nil {
+		l, err := queue.Listen(ctx, queue.ListenerConfig{
+			URL:      w.pool.Config().ConnString(),
+			Channels: notifyChannels(w.cfg.Namespaces),
+			Logger:   w.log,
+		})
+		if err != nil {
+			w.log.Warn("LISTEN unavailable; polling only", "error", err)
+		} else {
+			defer l.Close()
+			events = l.Events()
+		}
+	}
+	var fetchers sync.WaitGroup
+	if events != nil {
+		fetchers.Add(1)
+		go func() {
+			defer fetchers.Done()
+			w.route(ctx, events, wakers)
+		}()
+	}
+	w.log.Info("worker started", "namespaces", w.cfg.Namespaces, "concurrency", w.cfg.Concurrency,
+		"visibility_timeout", w.cfg.VisibilityTimeout, "poll_interval", w.cfg.PollInterval)
+	for _, ns := range w.cfg.Namespaces {
+		fetchers.Add(1)
+		go func() {
+			defer fetchers.Done()
+			w.fetchLoop(ctx, workCtx, ns, wakers[ns], handlersPool)
+		}()
+	}
+	fetchers.Wait()
+
+	w.log.Info("worker stopping: draining in-flight handlers", "in_flight", w.metrics.InFlight(), "deadline", w.cfg.ShutdownTimeout)
+	drained := make(chan struct{})
+	go func() { handlersPool.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		w.log.Warn("shutdown deadline reached: cancelling in-flight handlers", "in_flight", w.metrics.InFlight())
+		cancelWork(errShutdown)
+		<-drained
+	}
+	w.log.Info("worker stopped", "claimed", w.metrics.claimed.Load(), "completed", w.metrics.completed.Load(), "failed", w.metrics.failed.Load())
+	return nil
+}
+
+// route turns notifications into wakeups of the namespace fetchers. A listener reconnect wakes
+// every fetcher, since notifications sent during the gap are lost.
+func (w *Worker) route(ctx context.Context, events <-chan queue.Event, wakers map[string]*queue.Waker) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Type == queue.EventReconnected {
+				for _, wk := range wakers {
+					wk.Wake()
+				}
+				continue
+			}
+			if wk, ok := wakers[ev.Namespace]; ok && ev.IsWakeup() {
+				w.metrics.notifyWakeups.Add(1)
+				wk.Wake()
+			}
+		}
+	}
+}
+
+// fetchLoop reads only as many messages as there are free handler slots (no prefetch beyond
+// capacity), hands each to the pool, and reads again at once after a full batch; otherwise it
+// waits for a notification or the poll interval.
+func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Waker, p *pool.Pool) {
+	q := queue.WorkerQueue(ns)
+	vt := int(w.cfg.VisibilityTimeout / time.Second)
+	log := w.log.With("namespace", ns, "queue", q)
+	backoff := w.cfg.PollInterval
+	for ctx.Err() == nil {
+		n := w.acquire(ctx, w.cfg.BatchSize)
+		if n == 0 {
+			return
+		}
+		msgs, err := w.queue.Read(ctx, q, vt, n)
+		if err != nil {
+			w.release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			w.metrics.dbErrors.Add(1)
+			log.Error("read failed; retrying", "error", err, "in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = w.cfg.PollInterval
+		w.release(n - len(msgs))
+		w.metrics.messagesRead.Add(int64(len(msgs)))
+		for _, m := range msgs {
+			w.metrics.inFlight.Add(1)
+			p.Go(func() {
+				defer w.release(1)
+				defer w.metrics.inFlight.Add(-1)
+				w.process(workCtx, ns, q, m)
+			})
+		}
+		if len(msgs) == n {
+			continue // a full batch: there may be more
+		}
+		woke, err := wk.Wait(ctx, w.cfg.PollInterval)
+		if err != nil {
+			return
+		}
+		if !woke {
+			w.metrics.pollWakeups.Add(1)
+		}
+	}
+}
+
+// acquire blocks until at least one handler slot is free and takes up to max of them.
+func (w *Worker) acquire(ctx context.Context, max int) int {
+	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < max {
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (w *Worker) release(n int) {
+	for range n {
+		<-w.slots
+	}
+}
+
+func notifyChannels(namespaces []string) []string {
+	out := make([]string, len(namespaces))
+	for i, ns := range namespaces {
+		out[i] = queue.NotifyChannel(ns)
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
