@@ -41,6 +41,7 @@ type StepError struct {
 	Err        error // optional cause
 }
 
+// Error returns the message, with the cause appended when both are set.
 func (e *StepError) Error() string {
 	switch {
 	case e.Message != "" && e.Err != nil:

@@ -31,6 +31,8 @@ type NotFoundError struct {
 	Reason   string // optional detail, e.g. an unknown resolver hint
 }
 
+// Error is "Handler not found: <callable>" (tasker-core's text) or, for a missing method,
+// "Handler method not found: <callable>#<method>".
 func (e *NotFoundError) Error() string {
 	msg := "Handler not found: " + e.Callable
 	if e.Method != "" {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/tasker-go/tasker/protocol"
 )
 
@@ -200,7 +202,7 @@ func TestResolveWithFallback(t *testing.T) {
 }
 
 func TestDefaultRegistry(t *testing.T) {
-	name := "handlers_test_default_registry"
+	name := "handlers_test_default_registry_" + uuid.NewString()
 	if err := Register(name, named("d")); err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ const (
 	KindCheckpointYield
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case KindSuccess:

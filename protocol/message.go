@@ -34,6 +34,7 @@ type MessageError struct {
 	Cause error // the underlying JSON or UUID parse error, if any
 }
 
+// Error describes the field and the reason.
 func (e *MessageError) Error() string {
 	msg := "protocol: step message: "
 	if e.Field != "" {

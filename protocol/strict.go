@@ -17,6 +17,7 @@ type ResultFormatError struct {
 	Reason string
 }
 
+// Error names the path and the reason.
 func (e *ResultFormatError) Error() string {
 	return fmt.Sprintf("protocol: step execution result: %s: %s", e.Path, e.Reason)
 }

@@ -67,10 +67,10 @@ func TestExampleScenarioShapes(t *testing.T) {
 	}
 	// Step counts at task creation that tasker-core's E2E tests assert (e2e-scenarios §1.5).
 	checks := map[string][]string{
-		"rust_e2e_linear/mathematical_sequence":               {"linear_step_1", "linear_step_2", "linear_step_3", "linear_step_4"},
-		"conditional_approval_rust/approval_routing":          {"validate_request", "routing_decision"},
+		"rust_e2e_linear/mathematical_sequence":              {"linear_step_1", "linear_step_2", "linear_step_3", "linear_step_4"},
+		"conditional_approval_rust/approval_routing":         {"validate_request", "routing_decision"},
 		"csv_processing_rust/csv_product_inventory_analyzer": {"analyze_csv"},
-		"data_processing/large_dataset_processor":             {"analyze_dataset"},
+		"data_processing/large_dataset_processor":            {"analyze_dataset"},
 	}
 	for key, want := range checks {
 		if got := initial(key); !reflect.DeepEqual(got, want) {
