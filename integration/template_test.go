@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/integration/testdb"
 	"github.com/tasker-go/tasker/template"
 )
@@ -158,8 +159,8 @@ func TestTemplateReRegisterUpdatesConfiguration(t *testing.T) {
 		linkAttempts      int
 	)
 	err = pool.QueryRow(ctx, `
-		SELECT description, identity_strategy::text, jsonb_array_length(configuration->'steps'),
-		       configuration->'steps'->0->'retry'->>'max_attempts',
+		SELECT nt.description, nt.identity_strategy::text, jsonb_array_length(nt.configuration->'steps'),
+		       nt.configuration->'steps'->0->'retry'->>'max_attempts',
 		       (SELECT count(*) FROM tasker.named_tasks_named_steps WHERE named_task_uuid = $1),
 		       l.default_retryable, l.default_max_attempts
 		FROM tasker.named_tasks nt
@@ -187,7 +188,7 @@ func TestTemplateReRegisterUpdatesConfiguration(t *testing.T) {
 func TestTemplateConcurrentRegisterSucceeds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, pool := testdb.New(t)
+	url, _ := testdb.New(t)
 	ex := loadExamples(t)
 	// Same template from several "workers", plus two templates sharing the namespace
 	// rust_e2e_retry, all at once.
@@ -196,6 +197,17 @@ func TestTemplateConcurrentRegisterSucceeds(t *testing.T) {
 		ex["rust_e2e_diamond/diamond_pattern"], ex["rust_e2e_diamond/diamond_pattern"],
 		ex["rust_e2e_retry/retry_mechanics_test"], ex["rust_e2e_retry/retry_exhaustion_test"],
 	}
+	// One connection per registration, so every transaction is open at the same time.
+	cfg, err := db.Config(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = int32(len(work) + 1)
+	pool, err := db.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
 	var (
 		wg      sync.WaitGroup
 		ready   sync.WaitGroup

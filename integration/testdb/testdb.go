@@ -2,9 +2,8 @@
 //
 // Where the server comes from:
 //   - TASKER_TEST_DATABASE_URL set: that server; each test gets a fresh database on it.
-//   - otherwise testcontainers-go starts TASKER_TEST_PG_IMAGE (default DefaultImage, a public
-//     PostgreSQL image with PGMQ). Images built by scripts/build-pg-image.sh have no entrypoint;
-//     they are started with our own command (initdb, pg_hba for the Docker bridge, postgres).
+//   - otherwise testcontainers-go starts TASKER_TEST_PG_IMAGE (see internal/pgcontainer; the
+//     default is a public PostgreSQL image with PGMQ, for users with internet).
 //   - neither Docker nor a URL: tests are skipped with a message saying so.
 //
 // A template database is migrated once per test binary; New clones it per test.
@@ -14,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,18 +26,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/tasker-go/tasker/db"
+	"github.com/tasker-go/tasker/internal/pgcontainer"
 	"github.com/tasker-go/tasker/migrations"
 )
-
-// DefaultImage is used when TASKER_TEST_PG_IMAGE is unset: PostgreSQL 17 with PGMQ 1.5.1.
-const DefaultImage = "ghcr.io/pgmq/pg17-pgmq:v1.5.1"
-
-// LocalImage is the name scripts/build-pg-image.sh gives the image it builds.
-const LocalImage = "tasker-go/postgres:15"
 
 var (
 	once      sync.Once
@@ -45,7 +38,7 @@ var (
 	skipMsg   string
 	serverURL string // admin URL of the server (database "postgres")
 	template  string // name of the migrated template database
-	container testcontainers.Container
+	server    *pgcontainer.Server
 )
 
 // Main runs the package's tests and tears the server down afterwards. Call it from TestMain.
@@ -59,9 +52,7 @@ func Main(m *testing.M) int {
 		}
 		cancel()
 	}
-	if container != nil {
-		_ = container.Terminate(context.Background())
-	}
+	server.Stop()
 	return code
 }
 
@@ -156,79 +147,16 @@ func start(ctx context.Context) error {
 }
 
 func startContainer(ctx context.Context) error {
-	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
-		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	srv, err := pgcontainer.Start(ctx, pgcontainer.Image())
+	if errors.Is(err, pgcontainer.ErrNoDocker) {
+		skipMsg = "testdb: no Docker engine and TASKER_TEST_DATABASE_URL unset; integration tests need one of them (" + err.Error() + ")"
+		return nil
 	}
-	image := os.Getenv("TASKER_TEST_PG_IMAGE")
-	if image == "" {
-		image = DefaultImage
-	}
-	var opts []testcontainers.ContainerCustomizer
-	opts = append(opts, testcontainers.WithExposedPorts("5432/tcp"))
-	if raw(image) {
-		// The imported Debian image has no entrypoint: initialise and start the server ourselves.
-		script := `set -e
-initdb -D /tmp/pgdata -U postgres --auth=trust -E UTF8 >/tmp/initdb.log
-echo "host all all 0.0.0.0/0 trust" >> /tmp/pgdata/pg_hba.conf
-exec postgres -D /tmp/pgdata -c listen_addresses='*' -c unix_socket_directories=/tmp -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`
-		opts = append(opts,
-			testcontainers.WithCmd("bash", "-c", script),
-			testcontainers.WithWaitStrategy(wait.ForLog("database system is ready to accept connections").WithStartupTimeout(2*time.Minute)),
-		)
-	} else {
-		opts = append(opts,
-			testcontainers.WithEnv(map[string]string{"POSTGRES_PASSWORD": "postgres", "POSTGRES_HOST_AUTH_METHOD": "trust"}),
-			testcontainers.WithWaitStrategy(wait.ForListeningPort("5432/tcp").WithStartupTimeout(2*time.Minute)),
-		)
-	}
-	c, err := testcontainers.Run(ctx, image, opts...)
-	if err != nil {
-		if c != nil {
-			_ = c.Terminate(context.Background())
-		}
-		if isNoDocker(err) {
-			skipMsg = "testdb: no Docker engine and TASKER_TEST_DATABASE_URL unset; integration tests need one of them (" + err.Error() + ")"
-			return nil
-		}
-		return fmt.Errorf("start postgres container %s: %w (build the local image with `make pg-image` and set TASKER_TEST_PG_IMAGE=%s)", image, err, LocalImage)
-	}
-	container = c
-	host, err := c.Host(ctx)
 	if err != nil {
 		return err
 	}
-	port, err := c.MappedPort(ctx, "5432/tcp")
-	if err != nil {
-		return err
-	}
-	serverURL = fmt.Sprintf("postgres://postgres:postgres@%s:%s/postgres?sslmode=disable", host, port.Port())
-	// A log line alone races with initdb's own restart: wait until a real connection works.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		conn, err := db.ConnectOne(ctx, serverURL)
-		if err == nil {
-			err = conn.Ping(ctx)
-			_ = conn.Close(ctx)
-			if err == nil {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres container never accepted a connection: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func raw(image string) bool {
-	return os.Getenv("TASKER_TEST_PG_RAW") == "1" || strings.HasPrefix(image, "tasker-go/")
-}
-
-func isNoDocker(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "Cannot connect to the Docker daemon") ||
-		strings.Contains(s, "docker host") || strings.Contains(s, "rootless Docker not found") ||
-		strings.Contains(s, "failed to create Docker provider")
+	server, serverURL = srv, srv.URL
+	return nil
 }
 
 func createDatabase(admin, name, from string) error {
