@@ -1,0 +1,334 @@
+package orchestration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/state"
+	"github.com/tasker-go/tasker/template"
+)
+
+// taskRow is what orchestration needs to know about a locked task.
+type taskRow struct {
+	TaskUUID      uuid.UUID
+	NamedTaskUUID uuid.UUID
+	CorrelationID uuid.UUID
+	Namespace     string
+	Name          string
+	Version       string
+	Complete      bool
+}
+
+// lockTask locks the task row (FOR NO KEY UPDATE) so that no other orchestrator works on the
+// task until tx ends, and reads the task. With skipLocked it returns (nil, nil) when another
+// transaction holds the lock. ErrTaskNotFound when the task does not exist.
+//
+// NO KEY UPDATE rather than UPDATE: it excludes every other orchestrator transaction just the
+// same (they all take this lock first), but not the KEY SHARE lock that foreign-key checks take
+// when a worker inserts rows referencing the task (the step result audit trigger), so a worker
+// completing a step never deadlocks with an orchestrator that holds the task and waits for the
+// step. The state is read by the caller in a later statement, so that in READ COMMITTED it sees
+// what the previous lock holder committed.
+func lockTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, skipLocked bool) (*taskRow, error) {
+	sql := `SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, t.complete
+	          FROM tasker.tasks t WHERE t.task_uuid = $1 FOR NO KEY UPDATE`
+	if skipLocked {
+		sql += ` SKIP LOCKED`
+	}
+	var r taskRow
+	err := tx.QueryRow(ctx, sql, taskUUID).Scan(&r.TaskUUID, &r.NamedTaskUUID, &r.CorrelationID, &r.Complete)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if skipLocked {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tasker.tasks WHERE task_uuid = $1)`, taskUUID).Scan(&exists); err != nil {
+				return nil, fmt.Errorf("orchestration: check task %s: %w", taskUUID, err)
+			}
+			if exists {
+				return nil, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: lock task %s: %w", taskUUID, err)
+	}
+	err = tx.QueryRow(ctx, `
+		SELECT tn.name, nt.name, nt.version
+		  FROM tasker.named_tasks nt
+		  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
+		 WHERE nt.named_task_uuid = $1`, r.NamedTaskUUID).Scan(&r.Namespace, &r.Name, &r.Version)
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: read named task of %s: %w", taskUUID, err)
+	}
+	return &r, nil
+}
+
+// stepRow is a locked workflow step with the columns result processing reads.
+type stepRow struct {
+	StepUUID         uuid.UUID
+	TaskUUID         uuid.UUID
+	Name             string // named_steps.name
+	TemplateStepName string // inputs.__template_step_name, else Name
+	Retryable        bool
+	MaxAttempts      int   // NULL reads as 3
+	Attempts         int   // NULL reads as 0
+	Results          []byte // nil when NULL
+	State            state.StepState
+	AgeSeconds       float64 // since last_attempted_at by the database clock; -1 when never attempted
+}
+
+var errStepNotFound = errors.New("orchestration: workflow step not found")
+
+// lockStep locks a step row and reads it; the state is read in a second statement (see lockTask).
+func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
+	var (
+		s        stepRow
+		max, att *int32
+	)
+	err := tx.QueryRow(ctx, `
+		SELECT ws.workflow_step_uuid, ws.task_uuid, ns.name::text,
+		       COALESCE(ws.inputs->>'__template_step_name', ns.name::text),
+		       ws.retryable, ws.max_attempts, ws.attempts, ws.results,
+		       COALESCE(EXTRACT(EPOCH FROM (timezone('UTC', clock_timestamp()) - ws.last_attempted_at))::float8, -1)
+		  FROM tasker.workflow_steps ws
+		  JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
+		 WHERE ws.workflow_step_uuid = $1
+		   FOR NO KEY UPDATE OF ws`, stepUUID).Scan(
+		&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Retryable, &max, &att, &s.Results, &s.AgeSeconds)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", errStepNotFound, stepUUID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: lock step %s: %w", stepUUID, err)
+	}
+	s.MaxAttempts = 3
+	if max != nil {
+		s.MaxAttempts = int(*max)
+	}
+	if att != nil {
+		s.Attempts = int(*att)
+	}
+	if s.State, err = state.CurrentStepState(ctx, tx, stepUUID); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// templateCache keeps parsed templates by named_task_uuid, refreshed when named_tasks.updated_at
+// moves (a re-registration). Cached templates are shared and must not be modified.
+type templateCache struct {
+	mu sync.Mutex
+	m  map[uuid.UUID]cachedTemplate
+}
+
+type cachedTemplate struct {
+	at time.Time
+	t  *template.TaskTemplate
+}
+
+// get returns the template of a named task, reading the configuration only when the cache is
+// cold or stale.
+func (c *templateCache) get(ctx context.Context, q template.Querier, namedTask uuid.UUID) (*template.TaskTemplate, error) {
+	c.mu.Lock()
+	ct, ok := c.m[namedTask]
+	c.mu.Unlock()
+	var (
+		at  time.Time
+		cfg []byte
+		key string
+	)
+	err := q.QueryRow(ctx, `
+		SELECT nt.updated_at,
+		       CASE WHEN nt.updated_at = $2 THEN NULL ELSE nt.configuration END,
+		       tn.name || '/' || nt.name || '/' || nt.version
+		  FROM tasker.named_tasks nt
+		  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
+		 WHERE nt.named_task_uuid = $1`, namedTask, ct.at).Scan(&at, &cfg, &key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: named task %s", ErrTemplateNotFound, namedTask)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: load template %s: %w", namedTask, err)
+	}
+	if ok && ct.at.Equal(at) && ct.t != nil {
+		return ct.t, nil
+	}
+	if len(cfg) == 0 || string(cfg) == "{}" || string(cfg) == "null" {
+		return nil, fmt.Errorf("%w: %s: %w", ErrTemplateNotFound, key, template.ErrNoConfiguration)
+	}
+	t, err := template.ParseJSON(cfg, "named_tasks "+key)
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: decode template %s: %w", key, err)
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[uuid.UUID]cachedTemplate{}
+	}
+	c.m[namedTask] = cachedTemplate{at: at, t: t}
+	c.mu.Unlock()
+	return t, nil
+}
+
+// ensureNamedSteps finds or creates the global named_steps rows for names ("Auto-created step:
+// <name>"). Missing names are inserted in one sorted statement, so concurrent transactions
+// creating overlapping sets wait for each other in one order and cannot deadlock.
+func ensureNamedSteps(ctx context.Context, tx pgx.Tx, names []string) (map[string]uuid.UUID, error) {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := make(map[string]uuid.UUID, len(names))
+	read := func() error {
+		rows, err := tx.Query(ctx, `SELECT name::text, named_step_uuid FROM tasker.named_steps WHERE name = ANY($1::text[])`, names)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var n string
+			var id uuid.UUID
+			if err := rows.Scan(&n, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			out[n] = id
+		}
+		return rows.Err()
+	}
+	if err := read(); err != nil {
+		return nil, fmt.Errorf("orchestration: read named steps: %w", err)
+	}
+	var missing, descs []string
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			missing = append(missing, n)
+			descs = append(descs, truncateRunes("Auto-created step: "+n, 255))
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO tasker.named_steps (name, description, created_at, updated_at)
+		SELECT s.name, s.description, NOW(), NOW()
+		  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(name, description, ord)
+		 ORDER BY s.ord
+		ON CONFLICT (name) DO NOTHING`, missing, descs); err != nil {
+		return nil, fmt.Errorf("orchestration: create named steps: %w", err)
+	}
+	if err := read(); err != nil {
+		return nil, fmt.Errorf("orchestration: read named steps: %w", err)
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("orchestration: named step %q missing after insert", n)
+		}
+	}
+	return out, nil
+}
+
+// newStep describes a workflow step to find or create.
+type newStep struct {
+	Name        string
+	Retryable   bool
+	MaxAttempts uint32
+	Inputs      map[string]json.RawMessage // empty: inputs NULL
+}
+
+func stepFromDefinition(def *template.StepDefinition) newStep {
+	return newStep{Name: def.Name, Retryable: def.Retry.Retryable, MaxAttempts: def.Retry.MaxAttempts, Inputs: def.Handler.Initialization}
+}
+
+// createSteps finds or creates the workflow steps of a task (unique per task and named step,
+// so repeating it is harmless) and returns their uuids by name. No transition rows are written:
+// a step without transitions reads as pending.
+func createSteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, steps []newStep) (map[string]uuid.UUID, error) {
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.Name
+	}
+	named, err := ensureNamedSteps(ctx, tx, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uuid.UUID, len(steps))
+	for _, s := range steps {
+		var inputs any
+		if len(s.Inputs) > 0 {
+			b, err := json.Marshal(s.Inputs)
+			if err != nil {
+				return nil, fmt.Errorf("orchestration: encode inputs of step %q: %w", s.Name, err)
+			}
+			inputs = string(b)
+		}
+		var id uuid.UUID
+		err := tx.QueryRow(ctx, `
+			INSERT INTO tasker.workflow_steps (task_uuid, named_step_uuid, retryable, max_attempts,
+			                                   in_process, processed, inputs, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, false, false, $5::jsonb, NOW(), NOW())
+			ON CONFLICT ON CONSTRAINT uq_workflow_step_task_named_step DO NOTHING
+			RETURNING workflow_step_uuid`,
+			taskUUID, named[s.Name], s.Retryable, int32(min(s.MaxAttempts, 1<<31-1)), inputs).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = tx.QueryRow(ctx, `SELECT workflow_step_uuid FROM tasker.workflow_steps
+				WHERE task_uuid = $1 AND named_step_uuid = $2`, taskUUID, named[s.Name]).Scan(&id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("orchestration: create step %q: %w", s.Name, err)
+		}
+		out[s.Name] = id
+	}
+	return out, nil
+}
+
+// Edge names written by tasker-core.
+const (
+	edgeProvides            = "provides"
+	edgeBatchDependency     = "batch_dependency"
+	edgeWorkerToConvergence = "worker_to_convergence"
+)
+
+// addEdge inserts the edge from → to (parent → child). With checkCycle it first refuses a
+// self-edge or an edge whose child already reaches its parent (*CycleError, nothing written).
+// An existing identical edge is left as it is.
+func addEdge(ctx context.Context, tx pgx.Tx, from, to uuid.UUID, name, fromName, toName string, checkCycle bool) error {
+	if checkCycle {
+		if from == to {
+			return &CycleError{From: fromName, To: toName, FromUUID: from, ToUUID: to}
+		}
+		var cycle bool
+		if err := tx.QueryRow(ctx, `
+			WITH RECURSIVE reach (step_uuid) AS (
+			    SELECT e.to_step_uuid FROM tasker.workflow_step_edges e WHERE e.from_step_uuid = $1
+			    UNION
+			    SELECT e.to_step_uuid FROM tasker.workflow_step_edges e JOIN reach r ON e.from_step_uuid = r.step_uuid
+			)
+			SELECT EXISTS (SELECT 1 FROM reach WHERE step_uuid = $2)`, to, from).Scan(&cycle); err != nil {
+			return fmt.Errorf("orchestration: cycle check %s -> %s: %w", fromName, toName, err)
+		}
+		if cycle {
+			return &CycleError{From: fromName, To: toName, FromUUID: from, ToUUID: to}
+		}
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid, name, created_at, updated_at)
+		VALUES ($1, $2, $3, NOW(), NOW())
+		ON CONFLICT ON CONSTRAINT unique_edge_per_step_pair DO NOTHING`, from, to, name); err != nil {
+		return fmt.Errorf("orchestration: create edge %s -> %s: %w", fromName, toName, err)
+	}
+	return nil
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
+}
