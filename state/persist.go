@@ -39,6 +39,10 @@ type TransitionOptions struct {
 	CorrelationID uuid.UUID
 	// Timestamp is the metadata "timestamp"; zero means now.
 	Timestamp time.Time
+	// ClaimAttempt, on entering in_progress, also sets attempts = COALESCE(attempts,0)+1 and
+	// last_attempted_at = now (UTC) in the same row update as in_process: a worker's claim.
+	// The new attempts value is returned in StepTransition.Attempts.
+	ClaimAttempt bool
 }
 
 // TaskTransitionOptions tune TransitionTask.
@@ -64,6 +68,8 @@ type StepTransition struct {
 	MostRecent bool
 	Metadata   json.RawMessage
 	CreatedAt  time.Time
+	// Attempts is workflow_steps.attempts after a ClaimAttempt transition (0 otherwise).
+	Attempts int32
 }
 
 // TaskTransition is one row of tasker.task_transitions.
@@ -105,21 +111,14 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 	if err != nil {
 		return nil, fmt.Errorf("state: encode step event: %w", err)
 	}
-	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`, stepUUID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
-		}
-		return nil, fmt.Errorf("state: lock step %s: %w", stepUUID, err)
-	}
-	// A new statement after the lock: in READ COMMITTED its snapshot includes whatever the
-	// previous lock holder committed.
-	cur, maxKey, err := readHead(ctx, tx, `
-		SELECT (SELECT to_state FROM tasker.workflow_step_transitions
-		         WHERE workflow_step_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
-		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.workflow_step_transitions
-		         WHERE workflow_step_uuid = $1)`, stepUUID)
+	// The head is read by a second statement after the lock (pipelined in one round trip): in
+	// READ COMMITTED its snapshot includes whatever the previous lock holder committed.
+	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockStepSQL, stepHeadSQL, stepUUID)
 	if err != nil {
-		return nil, fmt.Errorf("state: read step %s state: %w", stepUUID, err)
+		return nil, fmt.Errorf("state: lock and read step %s: %w", stepUUID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
 	}
 	from := StepPending
 	if cur != nil {
@@ -170,31 +169,109 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 		return nil, fmt.Errorf("state: encode step transition metadata: %w", err)
 	}
 
-	if _, err := tx.Exec(ctx, `
-		UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
-		 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID); err != nil {
+	// Retire the head, insert the new row and update the step's flags in one round trip.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: from, To: to, SortKey: maxKey + 1, MostRecent: true, Metadata: metaJSON}
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
+		 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID)
+	b.Queue(insertStepTransitionSQL, id, stepUUID, string(to), string(from), string(metaJSON), maxKey+1)
+	actionSQL, actionArgs := stepActionSQL(stepUUID, from, to, ev)
+	claim := opts.ClaimAttempt && to == StepInProgress
+	if claim {
+		actionSQL = `UPDATE tasker.workflow_steps
+		    SET in_process = true, attempts = COALESCE(attempts, 0) + 1,
+		        last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
+		  WHERE workflow_step_uuid = $1 RETURNING attempts`
+		actionArgs = []any{stepUUID}
+	}
+	if actionSQL != "" {
+		b.Queue(actionSQL, actionArgs...)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("state: retire step %s transition: %w", stepUUID, err)
 	}
-	tr, err := insertStepTransition(ctx, tx, stepUUID, string(from), to, metaJSON, maxKey+1)
-	if err != nil {
-		return nil, err
+	if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
+		if isUniqueViolation(err, stepMostRecentIndex) {
+			return nil, fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
+		}
+		return nil, fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
 	}
-	if err := applyStepActions(ctx, tx, stepUUID, from, to, ev); err != nil {
-		return nil, err
+	switch {
+	case claim:
+		if err := br.QueryRow().Scan(&tr.Attempts); err != nil {
+			return nil, fmt.Errorf("state: claim step %s: %w", stepUUID, err)
+		}
+	case actionSQL != "":
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("state: update step %s flags for %s: %w", stepUUID, to, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("state: step %s transition: %w", stepUUID, err)
 	}
 	return tr, nil
 }
 
-// applyStepActions mirrors tasker-core's UpdateStepResultsAction and ResetAttemptsAction.
+const (
+	lockStepSQL = `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`
+	stepHeadSQL = `
+		SELECT (SELECT to_state FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.workflow_step_transitions
+		         WHERE workflow_step_uuid = $1)`
+	insertStepTransitionSQL = `
+		INSERT INTO tasker.workflow_step_transitions
+		       (workflow_step_transition_uuid, workflow_step_uuid, to_state, from_state, metadata,
+		        sort_key, most_recent, created_at, updated_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, $6, true, NOW(), NOW())
+		RETURNING created_at`
+	lockTaskSQL = `SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR NO KEY UPDATE`
+	taskHeadSQL = `
+		SELECT (SELECT to_state FROM tasker.task_transitions
+		         WHERE task_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
+		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`
+	insertTaskTransitionSQL = `
+		INSERT INTO tasker.task_transitions
+		       (task_transition_uuid, task_uuid, to_state, from_state, processor_uuid, metadata,
+		        sort_key, most_recent, created_at, updated_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::jsonb, $7, true, NOW(), NOW())
+		RETURNING created_at`
+)
+
+// lockAndReadHead locks the row with lockSQL and reads its transition head with headSQL, in one
+// round trip. found is false when the row does not exist.
+func lockAndReadHead(ctx context.Context, tx pgx.Tx, lockSQL, headSQL string, id uuid.UUID) (found bool, cur *string, maxKey int, err error) {
+	b := &pgx.Batch{}
+	b.Queue(lockSQL, id)
+	b.Queue(headSQL, id)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	var one int
+	switch err := br.QueryRow().Scan(&one); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil, 0, br.Close()
+	case err != nil:
+		return false, nil, 0, err
+	}
+	if err := br.QueryRow().Scan(&cur, &maxKey); err != nil {
+		return false, nil, 0, err
+	}
+	return true, cur, maxKey, br.Close()
+}
+
+// stepActionSQL is the workflow_steps update for entering to, mirroring tasker-core's UpdateStepResultsAction and ResetAttemptsAction.
 // Differences, on purpose: a result event without data (None) leaves results as they are
 // instead of writing JSON null, and entering waiting_for_retry clears in_process (tasker-core
 // leaves it, which would keep a step that went in_progress→waiting_for_retry from ever being
 // ready again).
-func applyStepActions(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, from, to StepState, ev StepEvent) error {
-	var (
-		sql  string
-		args = []any{stepUUID}
-	)
+func stepActionSQL(stepUUID uuid.UUID, from, to StepState, ev StepEvent) (sql string, args []any) {
+	args = []any{stepUUID}
 	results := ev.Results()
 	switch to {
 	case StepInProgress:
@@ -220,13 +297,7 @@ func applyStepActions(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, from, 
 			sql = `UPDATE tasker.workflow_steps SET attempts = 0, updated_at = NOW() WHERE workflow_step_uuid = $1`
 		}
 	}
-	if sql == "" {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
-		return fmt.Errorf("state: update step %s flags for %s: %w", stepUUID, to, err)
-	}
-	return nil
+	return sql, args
 }
 
 // InitStepState writes the first transition of a step that has none: to_state pending,
@@ -240,19 +311,12 @@ func InitStepState(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, metadata 
 	if err != nil {
 		return nil, err
 	}
-	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`, stepUUID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
-		}
-		return nil, fmt.Errorf("state: lock step %s: %w", stepUUID, err)
-	}
-	cur, maxKey, err := readHead(ctx, tx, `
-		SELECT (SELECT to_state FROM tasker.workflow_step_transitions
-		         WHERE workflow_step_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
-		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.workflow_step_transitions
-		         WHERE workflow_step_uuid = $1)`, stepUUID)
+	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockStepSQL, stepHeadSQL, stepUUID)
 	if err != nil {
-		return nil, fmt.Errorf("state: read step %s state: %w", stepUUID, err)
+		return nil, fmt.Errorf("state: lock and read step %s: %w", stepUUID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrStepNotFound, stepUUID)
 	}
 	if maxKey > 0 {
 		from := ""
@@ -271,12 +335,7 @@ func insertStepTransition(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, fr
 	}
 	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: StepState(from), To: to, SortKey: sortKey,
 		MostRecent: true, Metadata: meta}
-	err = tx.QueryRow(ctx, `
-		INSERT INTO tasker.workflow_step_transitions
-		       (workflow_step_transition_uuid, workflow_step_uuid, to_state, from_state, metadata,
-		        sort_key, most_recent, created_at, updated_at)
-		VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, $6, true, NOW(), NOW())
-		RETURNING created_at`,
+	err = tx.QueryRow(ctx, insertStepTransitionSQL,
 		id, stepUUID, string(to), from, string(meta), sortKey).Scan(&tr.CreatedAt)
 	if err != nil {
 		if isUniqueViolation(err, stepMostRecentIndex) {
@@ -302,18 +361,12 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 	if !ev.Type.Valid() {
 		return nil, fmt.Errorf("state: unknown task event type %q", ev.Type)
 	}
-	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR NO KEY UPDATE`, taskUUID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
-		}
-		return nil, fmt.Errorf("state: lock task %s: %w", taskUUID, err)
-	}
-	cur, maxKey, err := readHead(ctx, tx, `
-		SELECT (SELECT to_state FROM tasker.task_transitions
-		         WHERE task_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
-		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID)
+	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockTaskSQL, taskHeadSQL, taskUUID)
 	if err != nil {
-		return nil, fmt.Errorf("state: read task %s state: %w", taskUUID, err)
+		return nil, fmt.Errorf("state: lock and read task %s: %w", taskUUID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
 	}
 	from := TaskPending
 	if cur != nil {
@@ -341,21 +394,39 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 		return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
 	}
 
-	if _, err := tx.Exec(ctx, `
-		UPDATE tasker.task_transitions SET most_recent = false, updated_at = NOW()
-		 WHERE task_uuid = $1 AND most_recent`, taskUUID); err != nil {
+	// Retire the head, insert the new row (and mark completion) in one round trip.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: from, To: to, SortKey: maxKey + 1,
+		MostRecent: true, ProcessorUUID: opts.ProcessorUUID, Metadata: metaJSON}
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE tasker.task_transitions SET most_recent = false, updated_at = NOW()
+		 WHERE task_uuid = $1 AND most_recent`, taskUUID)
+	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(to), string(from), nullableUUID(opts.ProcessorUUID), string(metaJSON), maxKey+1)
+	if to == TaskComplete {
+		b.Queue(`UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
+			 WHERE task_uuid = $1`, taskUUID)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("state: retire task %s transition: %w", taskUUID, err)
 	}
-	tr, err := insertTaskTransition(ctx, tx, taskUUID, string(from), to, opts.ProcessorUUID, metaJSON, maxKey+1)
-	if err != nil {
-		return nil, err
+	if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
+		if isUniqueViolation(err, taskMostRecentIndex) {
+			return nil, fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
+		}
+		return nil, fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
 	}
 	if to == TaskComplete {
-		if _, err := tx.Exec(ctx, `
-			UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
-			 WHERE task_uuid = $1`, taskUUID); err != nil {
+		if _, err := br.Exec(); err != nil {
 			return nil, fmt.Errorf("state: mark task %s complete: %w", taskUUID, err)
 		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("state: task %s transition: %w", taskUUID, err)
 	}
 	return tr, nil
 }
@@ -370,18 +441,12 @@ func InitTaskState(ctx context.Context, tx pgx.Tx, taskUUID, processorUUID uuid.
 	if err != nil {
 		return nil, err
 	}
-	if err := lockRow(ctx, tx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR NO KEY UPDATE`, taskUUID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
-		}
-		return nil, fmt.Errorf("state: lock task %s: %w", taskUUID, err)
-	}
-	cur, maxKey, err := readHead(ctx, tx, `
-		SELECT (SELECT to_state FROM tasker.task_transitions
-		         WHERE task_uuid = $1 AND most_recent ORDER BY sort_key DESC LIMIT 1),
-		       (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID)
+	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockTaskSQL, taskHeadSQL, taskUUID)
 	if err != nil {
-		return nil, fmt.Errorf("state: read task %s state: %w", taskUUID, err)
+		return nil, fmt.Errorf("state: lock and read task %s: %w", taskUUID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
 	}
 	if maxKey > 0 {
 		from := ""
@@ -400,12 +465,7 @@ func insertTaskTransition(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, fr
 	}
 	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: TaskState(from), To: to, SortKey: sortKey,
 		MostRecent: true, ProcessorUUID: processor, Metadata: meta}
-	err = tx.QueryRow(ctx, `
-		INSERT INTO tasker.task_transitions
-		       (task_transition_uuid, task_uuid, to_state, from_state, processor_uuid, metadata,
-		        sort_key, most_recent, created_at, updated_at)
-		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::jsonb, $7, true, NOW(), NOW())
-		RETURNING created_at`,
+	err = tx.QueryRow(ctx, insertTaskTransitionSQL,
 		id, taskUUID, string(to), from, nullableUUID(processor), string(meta), sortKey).Scan(&tr.CreatedAt)
 	if err != nil {
 		if isUniqueViolation(err, taskMostRecentIndex) {
@@ -514,20 +574,6 @@ func TaskTransitions(ctx context.Context, q Lister, taskUUID uuid.UUID) ([]TaskT
 		return nil, fmt.Errorf("state: list task %s transitions: %w", taskUUID, err)
 	}
 	return out, nil
-}
-
-func lockRow(ctx context.Context, tx pgx.Tx, sql string, id uuid.UUID) error {
-	var one int
-	return tx.QueryRow(ctx, sql, id).Scan(&one)
-}
-
-func readHead(ctx context.Context, tx pgx.Tx, sql string, id uuid.UUID) (*string, int, error) {
-	var (
-		cur    *string
-		maxKey int
-	)
-	err := tx.QueryRow(ctx, sql, id).Scan(&cur, &maxKey)
-	return cur, maxKey, err
 }
 
 func initialMetadata(m map[string]any) ([]byte, error) {

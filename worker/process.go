@@ -146,20 +146,15 @@ func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm prot
 		return nil, err
 	}
 	row.seq.DependencyResults = deps
-	if _, err := state.TransitionStep(dbctx, tx, sm.StepUUID, state.StepEvent{Type: state.StepEventStart},
-		state.TransitionOptions{ExpectFrom: []state.StepState{row.current}}); err != nil {
+	tr, err := state.TransitionStep(dbctx, tx, sm.StepUUID, state.StepEvent{Type: state.StepEventStart},
+		state.TransitionOptions{ExpectFrom: []state.StepState{row.current}, ClaimAttempt: true})
+	if err != nil {
 		return nil, fmt.Errorf("claim transition: %w", err)
-	}
-	var attempt int32
-	if err := tx.QueryRow(dbctx, `UPDATE tasker.workflow_steps
-		   SET attempts = COALESCE(attempts, 0) + 1, last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
-		 WHERE workflow_step_uuid = $1 RETURNING attempts`, sm.StepUUID).Scan(&attempt); err != nil {
-		return nil, fmt.Errorf("claim attempts: %w", err)
 	}
 	if err := tx.Commit(dbctx); err != nil {
 		return nil, err
 	}
-	return &claim{queue: q, msgID: msg.ID, attempt: attempt, seq: row.seq, timeout: timeout}, nil
+	return &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, seq: row.seq, timeout: timeout}, nil
 }
 
 // failWithoutRunning reports res for a step without running a handler (recovery of an abandoned
@@ -169,11 +164,7 @@ func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, ms
 	stepUUID := row.seq.WorkflowStep.WorkflowStepUUID
 	if row.current.IsClaimable() {
 		if _, err := state.TransitionStep(ctx, tx, stepUUID, state.StepEvent{Type: state.StepEventStart},
-			state.TransitionOptions{ExpectFrom: []state.StepState{row.current}}); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = COALESCE(attempts, 0) + 1,
-			last_attempted_at = timezone('UTC', clock_timestamp()) WHERE workflow_step_uuid = $1`, stepUUID); err != nil {
+			state.TransitionOptions{ExpectFrom: []state.StepState{row.current}, ClaimAttempt: true}); err != nil {
 			return err
 		}
 	}
