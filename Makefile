@@ -31,6 +31,10 @@ pg-image: ## build the local PostgreSQL 15 image from Debian packages (reused wh
 	elif ! docker info >/dev/null 2>&1; then echo "pg-image: skipped (no Docker engine)"; \
 	else TASKER_TEST_PG_IMAGE=$(PG_IMAGE) ./scripts/build-pg-image.sh; fi
 
+run: ## run example workflows end to end (Postgres in Docker unless DATABASE_URL is set)
+	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
+	$(GO) run ./cmd/tasker demo
+
 cross: ## static CGO_ENABLED=0 binaries for linux/amd64, linux/arm64, darwin/arm64 in dist/
 	@for p in linux/amd64 linux/arm64 darwin/arm64; do \
 	  os=$${p%/*}; arch=$${p#*/}; \
