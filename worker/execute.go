@@ -8,6 +8,7 @@ import (
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/tracing"
 )
 
 // errShutdown is the cancel cause of handlers interrupted by a hard shutdown; their steps are
@@ -17,13 +18,25 @@ var errShutdown = errors.New("worker shutting down")
 // execute runs the claimed step's handler (again after each checkpoint yield), keeps the
 // message invisible while it runs, and completes the step with the result.
 func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
+	var res protocol.StepExecutionResult
+	ctx, endSpan := tracing.StartStep(ctx, c.headers, tracing.StepAttrs{
+		TaskUUID: c.seq.WorkflowStep.TaskUUID, StepUUID: c.seq.WorkflowStep.WorkflowStepUUID,
+		CorrelationID: c.seq.Task.Task.CorrelationID, Namespace: c.seq.Task.NamespaceName,
+		Handler: c.seq.StepDefinition.Handler.Callable, StepName: c.seq.WorkflowStep.Name, Attempt: int(c.attempt),
+	})
+	defer func() {
+		var err error
+		if res.Error != nil && tracing.Enabled() {
+			err = errors.New(res.Error.Message)
+		}
+		endSpan(res.Success, err)
+	}()
 	stopBeat := w.heartbeat(ctx, c, log)
 	defer stopBeat()
 
 	sc := handlers.NewStepContext(c.seq, handlers.WithLogger(w.log))
 	h, err := w.resolver.ResolveWithFallback(c.seq.StepDefinition.Handler, c.seq.WorkflowStep.TemplateStepName)
 	started := time.Now()
-	var res protocol.StepExecutionResult
 	if err != nil {
 		res = handlers.ToExecutionResult(c.seq.WorkflowStep.WorkflowStepUUID, handlers.ErrorResult(err), 0)
 	} else {

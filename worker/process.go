@@ -38,6 +38,7 @@ type claim struct {
 	attempt int32 // attempts after the claim: the fencing token for completion
 	seq     protocol.TaskSequenceStep
 	timeout time.Duration
+	headers json.RawMessage // the message's PGMQ headers (W3C trace context)
 }
 
 // process handles one message end to end. It never returns an error: every outcome is either
@@ -154,7 +155,7 @@ func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm prot
 	if err := tx.Commit(dbctx); err != nil {
 		return nil, err
 	}
-	return &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, seq: row.seq, timeout: timeout}, nil
+	return &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, seq: row.seq, timeout: timeout, headers: msg.Headers}, nil
 }
 
 // failWithoutRunning reports res for a step without running a handler (recovery of an abandoned

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/db"
+	"github.com/tasker-go/tasker/domainevents"
 	"github.com/tasker-go/tasker/handlers"
 )
 
@@ -35,6 +36,10 @@ type Env struct {
 	Getenv         func(string) string
 	// Registry holds the handlers a worker started by this binary can run.
 	Registry *handlers.Registry
+	// Publishers and Subscribers are the domain event publishers and in-process subscribers of
+	// workers started by this binary (defaults: the default publisher, no subscribers).
+	Publishers  *domainevents.PublisherRegistry
+	Subscribers *domainevents.SubscriberRegistry
 	// Version is printed by `version` and exposed in metrics.
 	Version string
 }

@@ -46,6 +46,7 @@ func demoScenarios(dataDir string) []demoScenario {
 		{"approval $500", "conditional_approval_rust", "approval_routing", `{"amount":500,"requester":"john.doe","purpose":"Office supplies purchase"}`, state.TaskComplete, "finalize_approval"},
 		{"approval $10000", "conditional_approval_rust", "approval_routing", `{"amount":10000,"requester":"bob.johnson","purpose":"Major infrastructure investment"}`, state.TaskComplete, "finalize_approval"},
 		{"CSV batch 1000 rows", "csv_processing_rust", "csv_product_inventory_analyzer", `{"csv_file_path":` + string(csv) + `,"analysis_mode":"inventory"}`, state.TaskComplete, "aggregate_csv_results"},
+		{"domain events", "domain_events_rust", "domain_event_publishing", `{"order_id":"` + uuid.Must(uuid.NewV7()).String() + `","customer_id":"cust-42","amount":99.5}`, state.TaskComplete, "domain_events_send_notification"},
 		{"retry then succeed", "rust_e2e_retry", "retry_mechanics_test", `{}`, state.TaskComplete, "fail_twice_then_succeed"},
 		{"permanent failure", "test_errors", "permanent_error_only", `{}`, state.TaskBlockedByFailures, "permanent_error_step"},
 	}
@@ -93,12 +94,13 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 	wcfg := worker.DefaultConfig()
 	wcfg.DatabaseURL = url
 	wcfg.PollInterval = 200 * time.Millisecond
+	wcfg.TemplatePath = *templates
 	ocfg := orchestration.Config{ReadinessInterval: 200 * time.Millisecond, PollInterval: 200 * time.Millisecond}.WithDefaults()
 	// Retries wait 1s, 2s, ... instead of tasker-core's production base: the demo should be short.
 	ocfg.Backoff.Max = 4 * time.Second
 	fmt.Fprintf(env.Stdout, "==> registering templates from %s, starting orchestrator + worker\n", *templates)
 	var results []demoResult
-	err = runAllInOne(ctx, env, *templates, wcfg, ocfg, pool, log, func(ctx context.Context, o *orchestration.Orchestrator) error {
+	err = runAllInOne(ctx, env, wcfg, ocfg, pool, log, func(ctx context.Context, o *orchestration.Orchestrator) error {
 		results = runScenarios(ctx, env.Stdout, o, demoScenarios(dataDir))
 		return nil
 	})

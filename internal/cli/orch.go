@@ -21,22 +21,6 @@ import (
 	"github.com/tasker-go/tasker/worker"
 )
 
-// orchFlags are the orchestrator flags shared by orchestrator and dev.
-type orchFlags struct {
-	readiness, poll time.Duration
-}
-
-func (f *orchFlags) register(fs interface {
-	DurationVar(*time.Duration, string, time.Duration, string)
-}) {
-	fs.DurationVar(&f.readiness, "readiness-interval", 0, "period of the readiness sweep (retries, waiting tasks); default 1s")
-	fs.DurationVar(&f.poll, "result-poll-interval", 0, "fallback poll of orchestration_step_results; default 1s")
-}
-
-func (f *orchFlags) config() orchestration.Config {
-	return orchestration.Config{ReadinessInterval: f.readiness, PollInterval: f.poll}.WithDefaults()
-}
-
 func newOrchestrator(cfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger) (*orchestration.Orchestrator, error) {
 	o, err := orchestration.New(cfg, pool, orchestration.WithLogger(log))
 	if err != nil {
@@ -45,63 +29,39 @@ func newOrchestrator(cfg orchestration.Config, pool *pgxpool.Pool, log *slog.Log
 	return o, nil
 }
 
-func runOrchestrator(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "orchestrator", "orchestrator [flags]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
-	var of orchFlags
-	of.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	url, err := databaseURL(env, *dbURL)
-	if err != nil {
-		return err
-	}
-	log := logger(env, *logLevel)
-	pool, err := openPool(ctx, url, 16)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	o, err := newOrchestrator(of.config(), pool, log)
-	if err != nil {
-		return err
-	}
-	return o.Run(ctx)
-}
-
 // runDev runs the orchestrator and a worker in one process (for development).
 func runDev(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "dev", "dev [flags]")
-	var wf workerFlags
-	wf.register(fs)
-	var of orchFlags
-	of.register(fs)
+	var rf runFlags
+	rf.register(fs, true, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := wf.workerConfig(env)
+	cfg, err := rf.load(env)
 	if err != nil {
 		return err
 	}
-	if cfg.DatabaseURL == "" {
+	if cfg.Worker.DatabaseURL == "" {
 		return &configError{errors.New("config DATABASE_URL: required")}
 	}
-	log := logger(env, wf.logLevel)
-	pool, err := openPool(ctx, cfg.DatabaseURL, max(cfg.MaxConns, cfg.Concurrency+16))
+	log := logger(env, rf.logLevel)
+	stopTracing, err := setupTracing(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, max(cfg.Worker.MaxConns, cfg.Worker.Concurrency+16))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	return runAllInOne(ctx, env, cfg.TemplatePath, cfg, of.config(), pool, log, nil)
+	return runAllInOne(ctx, env, cfg.Worker, orchestrationConfig(cfg), pool, log, nil)
 }
 
 // runAllInOne starts orchestrator and worker on pool and returns when ctx ends (or, when
 // ready is non-nil, calls it once both are up and returns its result after stopping them).
-func runAllInOne(ctx context.Context, env Env, templates string, wcfg worker.Config, ocfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger,
+func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger,
 	ready func(ctx context.Context, o *orchestration.Orchestrator) error) error {
-	wcfg.TemplatePath = templates
 	w, err := startWorker(ctx, env, wcfg, pool, log)
 	if err != nil {
 		return err

@@ -2,58 +2,118 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-go/tasker/config"
 	"github.com/tasker-go/tasker/db"
+	"github.com/tasker-go/tasker/domainevents"
+	"github.com/tasker-go/tasker/orchestration"
+	"github.com/tasker-go/tasker/queue"
+	"github.com/tasker-go/tasker/tracing"
+	"github.com/tasker-go/tasker/web"
 	"github.com/tasker-go/tasker/worker"
 )
 
-// workerFlags are the flags shared by worker and dev.
-type workerFlags struct {
-	dbURL, templates, namespaces, logLevel string
-	concurrency                            int
+// runFlags are the flags of the long-running commands (worker, orchestrator, dev). Flags win
+// over the environment, which wins over the TOML file, which wins over the defaults.
+type runFlags struct {
+	configPath, dbURL, templates, namespaces, logLevel, webAddr string
+	concurrency                                                int
+	noWeb                                                      bool
+	readiness, poll                                            time.Duration
 }
 
-func (f *workerFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-}) {
+func (f *runFlags) register(fs *flag.FlagSet, withWorker, withOrch bool) {
+	fs.StringVar(&f.configPath, "config", "", "TOML configuration file (default $TASKER_CONFIG_PATH)")
 	fs.StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	fs.StringVar(&f.templates, "templates", "", "task template directory registered at start (default $TASKER_TEMPLATE_PATH)")
-	fs.StringVar(&f.namespaces, "namespaces", "", "comma-separated namespaces to consume (default $TASKER_NAMESPACES, else the templates' namespaces)")
-	fs.IntVar(&f.concurrency, "concurrency", 0, "handlers running at once (default $TASKER_CONCURRENCY, else 10)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
+	fs.StringVar(&f.webAddr, "web-addr", "", "health/metrics HTTP address (default $TASKER_WEB_BIND_ADDRESS, 0.0.0.0:8081 for workers, 0.0.0.0:8080 for orchestrators)")
+	fs.BoolVar(&f.noWeb, "no-web", false, "do not serve health and metrics endpoints")
+	if withWorker {
+		fs.StringVar(&f.templates, "templates", "", "task template directory registered at start (default $TASKER_TEMPLATE_PATH)")
+		fs.StringVar(&f.namespaces, "namespaces", "", "comma-separated namespaces to consume (default $TASKER_NAMESPACES, else the templates' namespaces)")
+		fs.IntVar(&f.concurrency, "concurrency", 0, "handlers running at once (default $TASKER_CONCURRENCY, else 10)")
+	}
+	if withOrch {
+		fs.DurationVar(&f.readiness, "readiness-interval", 0, "period of the readiness sweep (retries, waiting tasks); default 1s")
+		fs.DurationVar(&f.poll, "result-poll-interval", 0, "fallback poll of orchestration_step_results; default 1s")
+	}
 }
 
-// workerConfig builds the worker configuration: defaults < environment < flags.
-func (f *workerFlags) workerConfig(env Env) (worker.Config, error) {
-	cfg, err := worker.DefaultConfig().FromEnv(env.Getenv)
+// load reads the configuration with the flags applied last.
+func (f *runFlags) load(env Env) (config.Config, error) {
+	cfg, err := config.Load(config.Options{Path: f.configPath, Getenv: env.Getenv, Apply: func(c *config.Config) error {
+		if f.dbURL != "" {
+			c.Worker.DatabaseURL = f.dbURL
+		}
+		if f.templates != "" {
+			c.Worker.TemplatePath = f.templates
+		}
+		if f.namespaces != "" {
+			c.Worker.Namespaces = splitComma(f.namespaces)
+		}
+		if f.concurrency != 0 {
+			c.Worker.Concurrency = f.concurrency
+		}
+		if f.webAddr != "" {
+			c.Web.BindAddress, c.Orchestration.Web.BindAddress = f.webAddr, f.webAddr
+		}
+		if f.noWeb {
+			c.Web.Enabled, c.Orchestration.Web.Enabled = false, false
+		}
+		if f.readiness != 0 {
+			c.Orchestration.ReadinessInterval = f.readiness
+		}
+		if f.poll != 0 {
+			c.Orchestration.ResultPollInterval = f.poll
+		}
+		return nil
+	}})
 	if err != nil {
 		return cfg, &configError{err}
-	}
-	if f.dbURL != "" {
-		cfg.DatabaseURL = f.dbURL
-	}
-	if f.templates != "" {
-		cfg.TemplatePath = f.templates
-	}
-	if f.namespaces != "" {
-		cfg.Namespaces = splitComma(f.namespaces)
-	}
-	if f.concurrency != 0 {
-		cfg.Concurrency = f.concurrency
 	}
 	return cfg, nil
 }
 
-// startWorker registers templates, fills in namespaces and returns a worker ready to Run.
+// orchestrationConfig maps the file/env configuration onto the orchestrator's.
+func orchestrationConfig(c config.Config) orchestration.Config {
+	o := c.Orchestration
+	oc := orchestration.Config{
+		ProcessorUUID:      o.ProcessorUUID,
+		PollInterval:       o.ResultPollInterval,
+		ReadinessInterval:  o.ReadinessInterval,
+		RecoveryInterval:   o.RecoveryInterval,
+		ResultBatchSize:    o.ResultBatchSize,
+		ResultConcurrency:  o.ResultConcurrency,
+		SweepBatchSize:     o.SweepBatchSize,
+		VisibilityTimeout:  o.ResultVisibilityTimeout,
+		DefaultStepTimeout: c.Worker.StepTimeout,
+		StaleGrace:         o.StaleGrace,
+		StuckThreshold:     o.StuckThreshold,
+		MaxDecisionSteps:   o.MaxStepsPerDecision,
+		Backoff: orchestration.BackoffConfig{
+			Base: o.Backoff.Base, Max: o.Backoff.Max, Multiplier: o.Backoff.Multiplier,
+			JitterPercent: o.Backoff.JitterMaxPercentage,
+		},
+	}
+	if !o.Backoff.JitterEnabled {
+		oc.Backoff.JitterPercent = orchestration.NoJitter
+	}
+	return oc.WithDefaults()
+}
+
+// startWorker registers templates, fills in namespaces, wires domain events and returns a
+// worker ready to Run.
 func startWorker(ctx context.Context, env Env, cfg worker.Config, pool *pgxpool.Pool, log *slog.Logger, opts ...worker.Option) (*worker.Worker, error) {
 	if cfg.TemplatePath != "" {
 		tmpls, nss, err := worker.LoadAndRegisterTemplates(ctx, pool, cfg.TemplatePath)
@@ -68,7 +128,22 @@ func startWorker(ctx context.Context, env Env, cfg worker.Config, pool *pgxpool.
 	if err := cfg.Validate(); err != nil {
 		return nil, &configError{err}
 	}
-	w, err := worker.New(cfg, pool, env.Registry, append([]worker.Option{worker.WithLogger(log)}, opts...)...)
+	pubs := env.Publishers
+	if pubs == nil {
+		pubs = domainevents.NewPublisherRegistry(log)
+	}
+	subs := env.Subscribers
+	if subs == nil {
+		subs = domainevents.NewSubscriberRegistry()
+	}
+	events := domainevents.NewStepPublisher(domainevents.StepPublisherConfig{
+		Publishers: pubs,
+		Bus:        domainevents.NewBus(subs, domainevents.BusConfig{Logger: log}),
+		Queue:      queue.NewClient(pool),
+		Logger:     log,
+	})
+	all := append([]worker.Option{worker.WithLogger(log), worker.WithEvents(events)}, opts...)
+	w, err := worker.New(cfg, pool, env.Registry, all...)
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -88,31 +163,113 @@ func openPool(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, err
 
 func runWorker(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "worker", "worker [flags]")
-	var wf workerFlags
-	wf.register(fs)
+	var rf runFlags
+	rf.register(fs, true, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := wf.workerConfig(env)
+	cfg, err := rf.load(env)
 	if err != nil {
 		return err
 	}
-	if cfg.DatabaseURL == "" {
-		return &configError{fmt.Errorf("config DATABASE_URL: required")}
+	log := logger(env, rf.logLevel)
+	stopTracing, err := setupTracing(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	log := logger(env, wf.logLevel)
-	pool, err := openPool(ctx, cfg.DatabaseURL, max(cfg.MaxConns, cfg.Concurrency+4))
+	defer stopTracing()
+	wc := cfg.Worker
+	pool, err := openPool(ctx, wc.DatabaseURL, max(wc.MaxConns, wc.Concurrency+4))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	w, err := startWorker(ctx, env, cfg, pool, log)
+	w, err := startWorker(ctx, env, wc, pool, log)
 	if err != nil {
 		return err
 	}
 	stopStatus := logStatusOnSIGUSR1(ctx, log, func() any { return w.Metrics().Snapshot() })
 	defer stopStatus()
+	if cfg.Web.Enabled {
+		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, cfg.Web.BindAddress, env.Version))
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("web server on %s: %w", cfg.Web.BindAddress, err)
+		}
+		log.Info("serving health and metrics", "addr", srv.Addr())
+		defer shutdownWeb(srv)
+		go func() { <-ctx.Done(); srv.BeginShutdown() }()
+	}
 	return w.Run(ctx)
+}
+
+func runOrchestrator(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "orchestrator", "orchestrator [flags]")
+	var rf runFlags
+	rf.register(fs, false, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := rf.load(env)
+	if err != nil {
+		return err
+	}
+	if cfg.Worker.DatabaseURL == "" {
+		return &configError{errors.New("config DATABASE_URL: required")}
+	}
+	log := logger(env, rf.logLevel)
+	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, 16)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	o, err := newOrchestrator(orchestrationConfig(cfg), pool, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Orchestration.Web.Enabled {
+		srv := orchestratorWeb(o, pool, cfg.Orchestration.Web.BindAddress, log)
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("web server on %s: %w", cfg.Orchestration.Web.BindAddress, err)
+		}
+		log.Info("serving health and metrics", "addr", srv.Addr())
+		defer shutdownWeb(srv)
+		go func() { <-ctx.Done(); srv.BeginShutdown() }()
+	}
+	return o.Run(ctx)
+}
+
+// orchestratorWeb serves /health, /health/ready (database and orchestration queues) and
+// /metrics (queue depths) for an orchestrator.
+func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr string, log *slog.Logger) *web.Server {
+	q := queue.NewClient(pool)
+	orchQueues := []string{queue.StepResultsQueue, queue.TaskRequestsQueue, queue.TaskFinalizationsQueue}
+	return web.New(web.Config{
+		Addr:            addr,
+		IDKey:           "processor_uuid",
+		InstanceID:      o.Config().ProcessorUUID.String(),
+		NotReadyMessage: "Orchestrator is not ready to process results",
+		Checks:          []web.Check{web.DatabaseCheck(web.SelectOne(pool)), web.QueuesCheck(q, orchQueues)},
+		Logger:          log,
+	})
+}
+
+func shutdownWeb(srv *web.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
+
+func setupTracing(ctx context.Context, cfg config.Config) (func(), error) {
+	shutdown, err := tracing.Setup(ctx, tracing.Config{Enabled: cfg.Telemetry.Enabled, ServiceName: cfg.Telemetry.ServiceName,
+		Exporter: cfg.Telemetry.Exporter, Endpoint: cfg.Telemetry.Endpoint})
+	if err != nil {
+		return nil, &configError{err}
+	}
+	return func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(c)
+	}, nil
 }
 
 // logStatusOnSIGUSR1 logs status() whenever the process receives SIGUSR1.

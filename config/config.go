@@ -1,0 +1,400 @@
+// Package config loads the configuration of a tasker-go process (worker and/or orchestrator)
+// from built-in defaults, an optional TOML file whose keys mirror tasker-core's where they apply,
+// environment variables and, last, command-line flags applied by the caller.
+//
+// Precedence, lowest first:
+//
+//  1. built-in defaults (tasker-core's where a key exists there);
+//  2. the TOML file named by Options.Path (--config) or TASKER_CONFIG_PATH; string values may
+//     hold ${VAR} and ${VAR:-default} placeholders, substituted from the environment as
+//     tasker-core does;
+//  3. environment variables (see Keys: the ones worker.Config.FromEnv reads, plus a few for the
+//     web server and telemetry);
+//  4. Options.Apply, where the CLI sets its flags.
+//
+// Unknown keys, values of the wrong type and out-of-range values are rejected, each error naming
+// the full key (and the variable or flag when the value came from there), e.g.
+//
+//	config: worker.mpsc_channels.handler_dispatch.max_concurrent_handlers: -1 is outside 1..10000
+//
+// Every key, its variable, default and meaning are listed by Keys and MarkdownTable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-go/tasker/worker"
+)
+
+// Config is a loaded configuration. Worker is complete and valid for worker.New; the other parts
+// are plain values the CLI maps onto the web server, tracing and the orchestrator.
+type Config struct {
+	// Worker configures a worker process (common.database, common.queues and worker.* keys).
+	Worker worker.Config
+	// Web configures the worker's HTTP server (worker.web.*).
+	Web Web
+	// Telemetry configures OpenTelemetry tracing (telemetry.*).
+	Telemetry Telemetry
+	// Orchestration configures the Go orchestrator (orchestration.* and common.backoff.*).
+	Orchestration Orchestration
+	// File is the TOML file that was loaded; empty when none was.
+	File string
+
+	// sources maps every key not at its default to where its value came from: fromFileMark,
+	// an environment variable's name, or "flag".
+	sources map[string]string
+	// via maps a key whose value was taken from a common.* fallback key to that key.
+	via map[string]string
+}
+
+// Web configures an HTTP server for health, metrics and the templates API.
+type Web struct {
+	Enabled     bool
+	BindAddress string // host:port
+}
+
+// Telemetry configures tracing. Exporter is "stdout" or "otlp"; Endpoint is the OTLP/HTTP
+// collector URL (empty: the exporter's default, or OTEL_EXPORTER_OTLP_ENDPOINT).
+type Telemetry struct {
+	Enabled     bool
+	ServiceName string
+	Exporter    string
+	Endpoint    string
+}
+
+// Orchestration holds the Go orchestrator's settings as plain values. The orchestrator's default
+// step timeout is Worker.StepTimeout (worker.mpsc_channels.handler_dispatch.handler_timeout_ms),
+// so that both sides of a deployment sharing one file agree on it.
+type Orchestration struct {
+	// ProcessorUUID identifies the orchestrator in task transitions; uuid.Nil means a new UUIDv7
+	// per start.
+	ProcessorUUID uuid.UUID
+	// ResultPollInterval is the fallback poll period of orchestration_step_results.
+	ResultPollInterval time.Duration
+	// ResultVisibilityTimeout hides a result message while it is processed.
+	ResultVisibilityTimeout time.Duration
+	// ResultBatchSize is how many result messages one read takes.
+	ResultBatchSize int
+	// ResultConcurrency bounds how many result messages are processed at once.
+	ResultConcurrency int
+	// ReadinessInterval is the period of the readiness sweep.
+	ReadinessInterval time.Duration
+	// RecoveryInterval is the period of the recovery sweep.
+	RecoveryInterval time.Duration
+	// SweepBatchSize bounds how many tasks or steps one sweep pass handles.
+	SweepBatchSize int
+	// StaleGrace is added to a step's timeout before an in_progress step counts as abandoned.
+	StaleGrace time.Duration
+	// StuckThreshold is how long a task may rest in a transient state before recovery.
+	StuckThreshold time.Duration
+	// MaxStepsPerDecision caps the steps one decision outcome may create.
+	MaxStepsPerDecision int
+	// Backoff is tasker-core's common.backoff.
+	Backoff Backoff
+	// Web configures the orchestrator's HTTP server (orchestration.web.*).
+	Web Web
+}
+
+// Backoff is tasker-core's retry backoff (common.backoff): Base × Multiplier^attempts capped at
+// Max, with ± up to JitterMaxPercentage of jitter when JitterEnabled.
+type Backoff struct {
+	Base                time.Duration
+	Max                 time.Duration
+	Multiplier          float64
+	JitterEnabled       bool
+	JitterMaxPercentage float64
+}
+
+// Default returns the built-in defaults (a fresh worker id; no database URL).
+func Default() Config {
+	return Config{
+		Worker: worker.DefaultConfig(),
+		Web:    Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
+		Telemetry: Telemetry{
+			ServiceName: "tasker-go",
+			Exporter:    ExporterStdout,
+		},
+		Orchestration: Orchestration{
+			ResultPollInterval:      time.Second,
+			ResultVisibilityTimeout: 30 * time.Second,
+			ResultBatchSize:         20,
+			ResultConcurrency:       4,
+			ReadinessInterval:       time.Second,
+			RecoveryInterval:        10 * time.Second,
+			SweepBatchSize:          100,
+			StaleGrace:              30 * time.Second,
+			StuckThreshold:          2 * time.Minute,
+			MaxStepsPerDecision:     100,
+			Backoff: Backoff{
+				Base:                time.Second,
+				Max:                 3600 * time.Second,
+				Multiplier:          2.0,
+				JitterEnabled:       true,
+				JitterMaxPercentage: 0.15,
+			},
+			Web: Web{Enabled: true, BindAddress: "0.0.0.0:8080"},
+		},
+	}
+}
+
+// Telemetry exporters.
+const (
+	ExporterStdout = "stdout"
+	ExporterOTLP   = "otlp"
+)
+
+// Options tell Load where to look.
+type Options struct {
+	// Path is the TOML file (the --config flag). Empty: TASKER_CONFIG_PATH; empty too: no file.
+	Path string
+	// Getenv reads the environment (default os.Getenv).
+	Getenv func(string) string
+	// Apply runs after the environment overlay and before validation; the CLI sets its flags
+	// here, so they win over everything else.
+	Apply func(*Config) error
+}
+
+// Error names the key whose value is wrong and, when the value did not come from the file or
+// the defaults, where it came from (an environment variable or "flag").
+type Error struct {
+	Key     string
+	From    string
+	Message string
+}
+
+// Error is "config: <key>[ (from <source>)]: <message>".
+func (e *Error) Error() string {
+	if e.From != "" {
+		return fmt.Sprintf("config: %s (from %s): %s", e.Key, e.From, e.Message)
+	}
+	return fmt.Sprintf("config: %s: %s", e.Key, e.Message)
+}
+
+// Load builds the configuration: defaults, then the TOML file, then the environment, then
+// opts.Apply, then Validate. The error joins every problem found (each an *Error).
+func Load(opts Options) (Config, error) {
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	c.sources = map[string]string{}
+	c.via = map[string]string{}
+
+	path, from := opts.Path, "--config"
+	if path == "" {
+		path, from = strings.TrimSpace(getenv("TASKER_CONFIG_PATH")), "TASKER_CONFIG_PATH"
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, &Error{Key: from, Message: err.Error()}
+		}
+		c.File = path
+		if err := decodeTOML(&c, string(data), getenv); err != nil {
+			return c, err
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	if opts.Apply != nil {
+		before := c
+		before.Worker.Namespaces = append([]string(nil), c.Worker.Namespaces...)
+		if err := opts.Apply(&c); err != nil {
+			return c, err
+		}
+		c.markChanged(before, "flag")
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// applyEnv overlays the environment: worker.Config.FromEnv for the worker's variables, then the
+// variables of the other keys.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	var errs []error
+	w, err := c.Worker.FromEnv(getenv)
+	for _, e := range flatten(err) {
+		var ce *worker.ConfigError
+		if errors.As(e, &ce) {
+			errs = append(errs, &Error{Key: c.keyForEnv(ce.Key), From: ce.Key, Message: ce.Message})
+		} else {
+			errs = append(errs, e)
+		}
+	}
+	c.Worker = w
+	for i := range table {
+		e := &table[i]
+		if e.Env == "" {
+			continue
+		}
+		v := strings.TrimSpace(getenv(e.Env))
+		if v == "" {
+			continue
+		}
+		if !strings.HasPrefix(e.field, "Worker.") {
+			if err := e.setValue(c, v, nil); err != nil { // environment values are not expanded
+				errs = append(errs, &Error{Key: e.Key, From: e.Env, Message: err.Error()})
+				continue
+			}
+		}
+		c.sources[e.Key] = e.Env
+	}
+	return errors.Join(errs...)
+}
+
+// markChanged records src as the source of every key whose field differs from before.
+func (c *Config) markChanged(before Config, src string) {
+	if c.sources == nil {
+		c.sources = map[string]string{}
+	}
+	seen := map[string]bool{}
+	for i := range table {
+		e := &table[i]
+		if e.field == "" || seen[e.field] {
+			continue
+		}
+		seen[e.field] = true
+		if !reflect.DeepEqual(fieldOf(&before, e.field).Interface(), fieldOf(c, e.field).Interface()) {
+			c.sources[e.Key] = src
+		}
+	}
+}
+
+// Validate reports every invalid setting at once, naming keys as Load does. Call it again after
+// changing a loaded Config by hand.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, msg string) {
+		name, from := c.describe(key)
+		errs = append(errs, &Error{Key: name, From: from, Message: msg})
+	}
+	for _, e := range flatten(c.Worker.Validate()) {
+		var ce *worker.ConfigError
+		if errors.As(e, &ce) {
+			key := c.keyForEnv(ce.Key)
+			bad(key, ce.Message)
+		} else {
+			errs = append(errs, e)
+		}
+	}
+	checkWeb := func(prefix string, w Web) {
+		if !w.Enabled {
+			return
+		}
+		if _, port, err := net.SplitHostPort(w.BindAddress); err != nil || port == "" {
+			bad(prefix+".bind_address", fmt.Sprintf("%q is not host:port", w.BindAddress))
+		}
+	}
+	checkWeb("worker.web", c.Web)
+
+	t := c.Telemetry
+	if t.Exporter != ExporterStdout && t.Exporter != ExporterOTLP {
+		bad("telemetry.exporter", fmt.Sprintf("%q is not %s or %s", t.Exporter, ExporterStdout, ExporterOTLP))
+	}
+	if t.Enabled && strings.TrimSpace(t.ServiceName) == "" {
+		bad("telemetry.service_name", "required when telemetry is enabled")
+	}
+
+	o := c.Orchestration
+	minDur := func(key string, d, min time.Duration) {
+		if d < min {
+			bad(key, fmt.Sprintf("%s is below %s", d, min))
+		}
+	}
+	intRange := func(key string, n, lo, hi int) {
+		if n < lo || n > hi {
+			bad(key, fmt.Sprintf("%d is outside %d..%d", n, lo, hi))
+		}
+	}
+	minDur(keyOrchPoll, o.ResultPollInterval, 10*time.Millisecond)
+	minDur(keyOrchVT, o.ResultVisibilityTimeout, time.Second)
+	intRange(keyOrchBatch, o.ResultBatchSize, 1, 1000)
+	intRange(keyOrchConcurrency, o.ResultConcurrency, 1, 1000)
+	minDur(keyOrchReadiness, o.ReadinessInterval, 10*time.Millisecond)
+	minDur(keyOrchRecovery, o.RecoveryInterval, 10*time.Millisecond)
+	intRange(keyOrchSweepBatch, o.SweepBatchSize, 1, 10000)
+	minDur(keyOrchStaleGrace, o.StaleGrace, 0)
+	minDur(keyOrchStuck, o.StuckThreshold, time.Second)
+	intRange(keyOrchMaxDecision, o.MaxStepsPerDecision, 1, 100000)
+	b := o.Backoff
+	if b.Base <= 0 {
+		bad(keyBackoffBase, "must be positive")
+	}
+	if b.Max < b.Base {
+		bad(keyBackoffMax, fmt.Sprintf("%s is below the base backoff %s", b.Max, b.Base))
+	}
+	if b.Max > 7*24*time.Hour {
+		bad(keyBackoffMax, fmt.Sprintf("%s is above 7 days", b.Max))
+	}
+	if b.Multiplier < 1 || b.Multiplier > 100 {
+		bad(keyBackoffMultiplier, fmt.Sprintf("%g is outside 1..100", b.Multiplier))
+	}
+	if b.JitterMaxPercentage < 0 || b.JitterMaxPercentage > 1 {
+		bad(keyBackoffJitter, fmt.Sprintf("%g is outside 0..1", b.JitterMaxPercentage))
+	}
+	checkWeb("orchestration.web", o.Web)
+	return errors.Join(errs...)
+}
+
+// keyForEnv maps a worker.ConfigError key (an environment variable name) to the TOML key of the
+// same setting.
+func (c Config) keyForEnv(env string) string {
+	if e := entryByEnv(env); e != nil {
+		return e.Key
+	}
+	return env
+}
+
+// describe returns the key to name in an error about key's setting, and where its value came
+// from: a value taken from a common.* fallback is named by the fallback key.
+func (c Config) describe(key string) (name, from string) {
+	if src, ok := c.sources[key]; ok {
+		return key, src
+	}
+	if v, ok := c.via[key]; ok {
+		return v, c.sources[v]
+	}
+	return key, ""
+}
+
+// fromFileMark is the source recorded for a key set by the file; Error.From stays empty for it.
+const fromFileMark = ""
+
+// Source reports where key's value came from: "default", "file", "flag" or the environment
+// variable's name.
+func (c Config) Source(key string) string {
+	src, ok := c.sources[key]
+	switch {
+	case !ok:
+		return "default"
+	case src == fromFileMark:
+		return "file"
+	}
+	return src
+}
+
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}

@@ -1,0 +1,244 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// KeyDoc documents one configuration key.
+type KeyDoc struct {
+	// Key is the dotted TOML key, e.g. worker.web.bind_address.
+	Key string
+	// Env is the environment variable that overrides it; empty when none does.
+	Env string
+	// Default is the built-in value, as it would be written in the file.
+	Default string
+	// Meaning says what the key does, and whether tasker-core has it ("ours" when it does not).
+	Meaning string
+}
+
+// Key names the Validate checks use for non-worker settings.
+const (
+	keyOrchPoll          = "orchestration.event_systems.orchestration.timing.fallback_polling_interval_seconds"
+	keyOrchVT            = "orchestration.event_systems.orchestration.timing.visibility_timeout_seconds"
+	keyOrchBatch         = "orchestration.event_systems.orchestration.processing.batch_size"
+	keyOrchReadiness     = "orchestration.event_systems.task_readiness.timing.fallback_polling_interval_seconds"
+	keyOrchConcurrency   = "orchestration.result_concurrency"
+	keyOrchRecovery      = "orchestration.recovery_interval_seconds"
+	keyOrchSweepBatch    = "orchestration.sweep_batch_size"
+	keyOrchStaleGrace    = "orchestration.stale_grace_seconds"
+	keyOrchStuck         = "orchestration.stuck_threshold_seconds"
+	keyOrchMaxDecision   = "orchestration.decision_points.max_steps_per_decision"
+	keyBackoffBase       = "common.backoff.default_backoff_seconds"
+	keyBackoffMax        = "common.backoff.max_backoff_seconds"
+	keyBackoffMultiplier = "common.backoff.backoff_multiplier"
+	keyBackoffJitter     = "common.backoff.jitter_max_percentage"
+	keyCommonVT          = "common.queues.default_visibility_timeout_seconds"
+	keyWorkerVT          = "worker.event_systems.worker.timing.visibility_timeout_seconds"
+)
+
+type kind int
+
+const (
+	kString kind = iota
+	kStrings
+	kInt
+	kBool
+	kFloat
+	kMillis      // integer (or fractional) milliseconds -> time.Duration
+	kSeconds     // integer (or fractional) seconds -> time.Duration
+	kSecondsList // array of seconds; the first is used (tasker-core's default_backoff_seconds)
+	kUUID
+)
+
+// entry is one key of the table that drives decoding, the environment overlay, error naming and
+// the documentation. field is the dotted Go path of the setting inside Config.
+type entry struct {
+	Key, Env, Meaning string
+	field             string
+	kind              kind
+	// defaultDoc overrides the default shown in the docs when it is not a fixed value.
+	defaultDoc string
+}
+
+// table lists every accepted key, in documentation order. Where two keys set one field, the
+// first is the primary one (named for values that came from flags).
+var table = []entry{
+	{Key: "common.database.url", Env: "DATABASE_URL", field: "Worker.DatabaseURL", kind: kString, defaultDoc: "(required)",
+		Meaning: "PostgreSQL URL of the tasker schema and PGMQ. tasker-core's file writes `${DATABASE_URL:-…}`."},
+	{Key: "common.database.pool.max_connections", Env: "TASKER_DB_MAX_CONNS", field: "Worker.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
+		Meaning: "Database pool size (tasker-core default 25). 0 means max_concurrent_handlers + 4."},
+	{Key: keyCommonVT, kind: kSeconds, defaultDoc: "30",
+		Meaning: "Visibility timeout used by the worker and the orchestrator when their own key is not set."},
+	{Key: keyBackoffBase, field: "Orchestration.Backoff.Base", kind: kSecondsList, defaultDoc: "[1]",
+		Meaning: "Retry backoff base: the first element is used, as in tasker-core (its default is [1, 5, 15, 30, 60])."},
+	{Key: keyBackoffMax, field: "Orchestration.Backoff.Max", kind: kSeconds, Meaning: "Retry backoff cap."},
+	{Key: keyBackoffMultiplier, field: "Orchestration.Backoff.Multiplier", kind: kFloat, Meaning: "Retry backoff growth per attempt (1..100)."},
+	{Key: "common.backoff.jitter_enabled", field: "Orchestration.Backoff.JitterEnabled", kind: kBool, Meaning: "Randomize retry delays."},
+	{Key: keyBackoffJitter, field: "Orchestration.Backoff.JitterMaxPercentage", kind: kFloat, Meaning: "Largest jitter as a fraction of the delay (0..1)."},
+
+	{Key: "worker.worker_id", Env: "TASKER_WORKER_ID", field: "Worker.WorkerID", kind: kString, defaultDoc: "worker_<new UUIDv7>",
+		Meaning: "Worker identity, `worker_<uuid>`; its uuid is recorded as worker_uuid in transitions. (tasker-core's display-only id has another form.)"},
+	{Key: "worker.namespaces", Env: "TASKER_NAMESPACES", field: "Worker.Namespaces", kind: kStrings, defaultDoc: "[] (the templates' namespaces)",
+		Meaning: "Namespaces whose worker_<ns>_queue this worker consumes (ours; env: comma separated)."},
+	{Key: "worker.template_path", Env: "TASKER_TEMPLATE_PATH", field: "Worker.TemplatePath", kind: kString,
+		Meaning: "Directory of task template YAML files registered at start (ours; tasker-core reads only the variable)."},
+	{Key: keyWorkerVT, Env: "TASKER_VISIBILITY_TIMEOUT", field: "Worker.VisibilityTimeout", kind: kSeconds,
+		Meaning: "PGMQ visibility timeout of a read step message; extended while the handler runs."},
+	{Key: "worker.event_systems.worker.timing.fallback_polling_interval_ms", Env: "TASKER_POLL_INTERVAL", field: "Worker.PollInterval", kind: kMillis,
+		Meaning: "Fallback poll period when no notification arrives (ours: tasker-core has a seconds key it does not read)."},
+	{Key: "worker.event_systems.worker.processing.batch_size", Env: "TASKER_BATCH_SIZE", field: "Worker.BatchSize", kind: kInt,
+		Meaning: "Most messages one read takes (1..1000)."},
+	{Key: "worker.mpsc_channels.handler_dispatch.max_concurrent_handlers", Env: "TASKER_CONCURRENCY", field: "Worker.Concurrency", kind: kInt,
+		Meaning: "Handlers running at once (1..10000)."},
+	{Key: "worker.mpsc_channels.handler_dispatch.handler_timeout_ms", Env: "TASKER_STEP_TIMEOUT", field: "Worker.StepTimeout", kind: kMillis,
+		Meaning: "Timeout of steps whose template sets no timeout_seconds; also the orchestrator's default step timeout."},
+	{Key: "worker.shutdown_timeout_ms", Env: "TASKER_SHUTDOWN_TIMEOUT", field: "Worker.ShutdownTimeout", kind: kMillis,
+		Meaning: "How long in-flight handlers may drain on shutdown (ours)."},
+	{Key: "worker.stale_grace_seconds", Env: "TASKER_STALE_GRACE", field: "Worker.StaleGrace", kind: kSeconds,
+		Meaning: "Added to a step's timeout before an in_progress step of another worker counts as abandoned (ours)."},
+	{Key: "worker.web.enabled", Env: "TASKER_WEB_ENABLED", field: "Web.Enabled", kind: kBool,
+		Meaning: "Serve /health, /metrics and /v1/templates."},
+	{Key: "worker.web.bind_address", Env: "TASKER_WEB_BIND_ADDRESS", field: "Web.BindAddress", kind: kString,
+		Meaning: "host:port of the worker's HTTP server."},
+
+	{Key: "orchestration.processor_uuid", field: "Orchestration.ProcessorUUID", kind: kUUID, defaultDoc: `"" (a new UUIDv7 per start)`,
+		Meaning: "Orchestrator id written to task_transitions.processor_uuid (ours)."},
+	{Key: keyOrchPoll, field: "Orchestration.ResultPollInterval", kind: kSeconds,
+		Meaning: "Fallback poll period of orchestration_step_results (tasker-core 5, test 1); fractions allowed."},
+	{Key: keyOrchVT, field: "Orchestration.ResultVisibilityTimeout", kind: kSeconds,
+		Meaning: "Visibility timeout of a result message being processed."},
+	{Key: keyOrchBatch, field: "Orchestration.ResultBatchSize", kind: kInt,
+		Meaning: "Result messages per read (1..1000)."},
+	{Key: keyOrchReadiness, field: "Orchestration.ReadinessInterval", kind: kSeconds,
+		Meaning: "Period of the readiness sweep (tasker-core 5, test 1); fractions allowed."},
+	{Key: keyOrchConcurrency, field: "Orchestration.ResultConcurrency", kind: kInt,
+		Meaning: "Result messages processed at once (ours, 1..1000)."},
+	{Key: keyOrchRecovery, field: "Orchestration.RecoveryInterval", kind: kSeconds,
+		Meaning: "Period of the recovery sweep (ours)."},
+	{Key: keyOrchSweepBatch, field: "Orchestration.SweepBatchSize", kind: kInt,
+		Meaning: "Tasks or steps one sweep pass handles (ours, 1..10000)."},
+	{Key: keyOrchStaleGrace, field: "Orchestration.StaleGrace", kind: kSeconds,
+		Meaning: "Added to a step's timeout before the orchestrator recovers it from a dead worker (ours)."},
+	{Key: keyOrchStuck, field: "Orchestration.StuckThreshold", kind: kSeconds,
+		Meaning: "How long a task may rest in a transient state before the recovery sweep re-evaluates it (ours)."},
+	{Key: keyOrchMaxDecision, field: "Orchestration.MaxStepsPerDecision", kind: kInt,
+		Meaning: "Most steps one decision outcome may create."},
+	{Key: "orchestration.web.enabled", field: "Orchestration.Web.Enabled", kind: kBool,
+		Meaning: "Serve the orchestrator's /health and /metrics."},
+	{Key: "orchestration.web.bind_address", field: "Orchestration.Web.BindAddress", kind: kString,
+		Meaning: "host:port of the orchestrator's HTTP server."},
+
+	{Key: "telemetry.enabled", Env: "TASKER_TELEMETRY_ENABLED", field: "Telemetry.Enabled", kind: kBool,
+		Meaning: "Emit an OpenTelemetry span per step execution."},
+	{Key: "telemetry.service_name", Env: "OTEL_SERVICE_NAME", field: "Telemetry.ServiceName", kind: kString,
+		Meaning: "service.name resource attribute of the spans."},
+	{Key: "telemetry.exporter", Env: "TASKER_TELEMETRY_EXPORTER", field: "Telemetry.Exporter", kind: kString,
+		Meaning: "`stdout` (JSON spans on standard output) or `otlp` (OTLP over HTTP)."},
+	{Key: "telemetry.endpoint", Env: "OTEL_EXPORTER_OTLP_ENDPOINT", field: "Telemetry.Endpoint", kind: kString, defaultDoc: `"" (http://localhost:4318)`,
+		Meaning: "OTLP/HTTP collector URL."},
+}
+
+var (
+	byKey      = map[string]*entry{}
+	tableDir   = map[string]bool{} // every proper prefix of a key: a TOML table
+	candidates []string            // keys and tables, sorted, for suggestions
+)
+
+func init() {
+	for i := range table {
+		e := &table[i]
+		byKey[e.Key] = e
+		parts := strings.Split(e.Key, ".")
+		for j := 1; j < len(parts); j++ {
+			tableDir[strings.Join(parts[:j], ".")] = true
+		}
+	}
+	for k := range byKey {
+		candidates = append(candidates, k)
+	}
+	for k := range tableDir {
+		candidates = append(candidates, k)
+	}
+	sort.Strings(candidates)
+}
+
+func entryByEnv(env string) *entry {
+	for i := range table {
+		if table[i].Env == env {
+			return &table[i]
+		}
+	}
+	return nil
+}
+
+// Keys documents every accepted key, in table order, with defaults taken from Default.
+func Keys() []KeyDoc {
+	def := Default()
+	out := make([]KeyDoc, 0, len(table))
+	for i := range table {
+		e := &table[i]
+		d := e.defaultDoc
+		if d == "" {
+			d = formatValue(e.kind, fieldOf(&def, e.field))
+		}
+		out = append(out, KeyDoc{Key: e.Key, Env: e.Env, Default: d, Meaning: e.Meaning})
+	}
+	return out
+}
+
+// MarkdownTable renders Keys as a Markdown table (key, environment variable, default, meaning)
+// for the README.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| Key | Environment | Default | Meaning |\n|---|---|---|---|\n")
+	for _, k := range Keys() {
+		env := ""
+		if k.Env != "" {
+			env = "`" + k.Env + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s |\n", k.Key, env, k.Default, strings.ReplaceAll(k.Meaning, "|", `\|`))
+	}
+	b.WriteString("\nDuration variables take Go durations (`500ms`, `30s`) or bare seconds; file keys use the unit in their name. " +
+		"String values in the file may use `${VAR}` and `${VAR:-default}`. Precedence: defaults < file " +
+		"(`--config` or `TASKER_CONFIG_PATH`) < environment < flags.\n")
+	return b.String()
+}
+
+// fieldOf returns the settable field at the dotted Go path inside c.
+func fieldOf(c *Config, path string) reflect.Value {
+	v := reflect.ValueOf(c).Elem()
+	for _, name := range strings.Split(path, ".") {
+		v = v.FieldByName(name)
+		if !v.IsValid() {
+			panic("config: no field " + path)
+		}
+	}
+	return v
+}
+
+func formatValue(k kind, v reflect.Value) string {
+	switch k {
+	case kMillis:
+		return fmt.Sprint(v.Interface().(time.Duration).Milliseconds())
+	case kSeconds:
+		return fmt.Sprint(v.Interface().(time.Duration).Seconds())
+	case kSecondsList:
+		return fmt.Sprintf("[%v]", v.Interface().(time.Duration).Seconds())
+	case kString:
+		return fmt.Sprintf("%q", v.String())
+	case kStrings:
+		return fmt.Sprintf("%q", v.Interface())
+	case kFloat:
+		f := v.Float()
+		if f == math.Trunc(f) {
+			return fmt.Sprintf("%.1f", f)
+		}
+		return fmt.Sprint(f)
+	}
+	return fmt.Sprint(v.Interface())
+}

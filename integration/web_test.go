@@ -1,0 +1,366 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-go/tasker/db"
+	"github.com/tasker-go/tasker/handlers"
+	"github.com/tasker-go/tasker/integration/testdb"
+	"github.com/tasker-go/tasker/state"
+	"github.com/tasker-go/tasker/template"
+	"github.com/tasker-go/tasker/web"
+)
+
+// webRegisterTemplate registers, through template.Register, the template the fixture's named
+// task "<ns>_task" v0.1.0 will use: one step "square" handled by callable.
+func webRegisterTemplate(t *testing.T, pool *pgxpool.Pool, ns, callable string) {
+	t.Helper()
+	ctx := context.Background()
+	yaml := `
+name: ` + ns + `_task
+namespace_name: ` + ns + `
+version: 0.1.0
+description: web endpoint test template
+steps:
+  - name: square
+    handler:
+      callable: ` + callable + `
+`
+	tt, err := template.Parse([]byte(yaml), "web_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := template.Register(ctx, tx, tt); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// webGet fetches base+path and returns the status and body.
+func webGet(t *testing.T, base, path string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(base + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+func webJSON(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	return m
+}
+
+// webParseMetrics parses the Prometheus text format strictly enough to catch format errors:
+// every sample belongs to a family announced by HELP then TYPE, histogram samples are _bucket,
+// _sum or _count, label values are well quoted, and values parse as floats. It returns the
+// samples keyed by their series text (name{labels} as written).
+func webParseMetrics(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	samples := map[string]float64{}
+	types := map[string]string{}
+	var helped string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			helped = strings.Fields(line)[2]
+			continue
+		case strings.HasPrefix(line, "# TYPE "):
+			f := strings.Fields(line)
+			if len(f) != 4 || f[2] != helped {
+				t.Fatalf("line %d: TYPE without its HELP: %q", n, line)
+			}
+			if _, dup := types[f[2]]; dup {
+				t.Fatalf("line %d: family %s declared twice", n, f[2])
+			}
+			types[f[2]] = f[3]
+			continue
+		case line == "" || strings.HasPrefix(line, "#"):
+			t.Fatalf("line %d: unexpected %q", n, line)
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			t.Fatalf("line %d: no value: %q", n, line)
+		}
+		series, val := line[:sp], line[sp+1:]
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			t.Fatalf("line %d: value %q: %v", n, val, err)
+		}
+		name := series
+		if i := strings.IndexByte(series, '{'); i >= 0 {
+			name = series[:i]
+			webCheckLabels(t, n, series[i:])
+		}
+		family := name
+		typ, ok := types[family]
+		if !ok {
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				if base := strings.TrimSuffix(name, suf); base != name && types[base] == "histogram" {
+					family, typ, ok = base, "histogram", true
+				}
+			}
+		}
+		if !ok || family != helped {
+			t.Fatalf("line %d: sample %s outside its family (current %s)", n, name, helped)
+		}
+		if typ == "histogram" && family == name {
+			t.Fatalf("line %d: histogram sample without suffix", n)
+		}
+		if _, dup := samples[series]; dup {
+			t.Fatalf("line %d: duplicate series %s", n, series)
+		}
+		samples[series] = v
+	}
+	return samples
+}
+
+// webCheckLabels checks a {name="value",...} block: names are identifiers, values quoted with
+// only \\, \" and \n escapes.
+func webCheckLabels(t *testing.T, n int, s string) {
+	t.Helper()
+	if !strings.HasSuffix(s, "}") {
+		t.Fatalf("line %d: unterminated labels %q", n, s)
+	}
+	s = s[1 : len(s)-1]
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			t.Fatalf("line %d: bad label in %q", n, s)
+		}
+		i := eq + 2
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' {
+				i++
+				if i >= len(s) || !strings.ContainsRune(`\"n`, rune(s[i])) {
+					t.Fatalf("line %d: bad escape in %q", n, s)
+				}
+			}
+		}
+		if i >= len(s) {
+			t.Fatalf("line %d: unterminated label value in %q", n, s)
+		}
+		s = strings.TrimPrefix(s[i+1:], ",")
+	}
+}
+
+// webWaitStatus polls path until it answers want.
+func webWaitStatus(t *testing.T, base, path string, want int, within time.Duration) []byte {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, body := webGet(t, base, path)
+		if code == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s answered %d after %s, want %d: %s", path, code, within, want, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestWebWorkerEndpoints(t *testing.T) {
+	url, pool := testdb.New(t)
+	const ns = "web_e2e"
+	ctx := context.Background()
+	webRegisterTemplate(t, pool, ns, "web_square")
+	f := newTaskWithSteps(t, pool, ns, []string{"square"}, nil)
+	initTransitions(t, pool, f)
+
+	reg := handlers.NewRegistry()
+	reg.MustRegister("web_square", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		return handlers.Success(map[string]any{"result": 36}, nil)
+	}))
+	run := wkStart(t, pool, ns, reg, nil)
+
+	// The web server has its own pool, so closing it below leaves the worker alone.
+	webPool, err := db.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(webPool.Close)
+	srv := web.NewWorker(web.ForWorker(run.w, webPool, reg, "127.0.0.1:0", "v-test"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	base := "http://" + srv.Addr()
+	workerID := run.w.Config().WorkerID
+
+	// Ready once the worker created its queues.
+	ready := webJSON(t, webWaitStatus(t, base, "/health/ready", 200, 10*time.Second))
+	if ready["status"] != "ready" || ready["worker_id"] != workerID {
+		t.Fatalf("ready = %v", ready)
+	}
+	for _, c := range []string{"database", "queues", "pool"} {
+		if st := ready["checks"].(map[string]any)[c].(map[string]any)["status"]; st != "healthy" {
+			t.Fatalf("check %s = %v", c, st)
+		}
+	}
+
+	wkEnqueue(t, pool, ns, f, "square")
+	wkWaitState(t, pool, f.Step(t, "square"), state.StepEnqueuedForOrchestration, 10*time.Second)
+
+	code, body := webGet(t, base, "/health")
+	if h := webJSON(t, body); code != 200 || h["status"] != "healthy" || h["worker_id"] != workerID || h["timestamp"] == nil {
+		t.Fatalf("/health = %d %s", code, body)
+	}
+	code, body = webGet(t, base, "/health/live")
+	if h := webJSON(t, body); code != 200 || h["status"] != "alive" {
+		t.Fatalf("/health/live = %d %s", code, body)
+	}
+
+	// The completed counter moves right after the completion commits; poll for it.
+	series := `tasker_worker_steps_completed_total{namespace="web_e2e",handler="web_square"}`
+	var m map[string]float64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body = webGet(t, base, "/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics = %d %s", code, body)
+		}
+		m = webParseMetrics(t, string(body))
+		if m[series] == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for s, want := range map[string]float64{
+		series: 1,
+		`tasker_worker_steps_failed_total{namespace="web_e2e",handler="web_square"}`:                        0,
+		`tasker_worker_info{version="v-test",worker_id="` + workerID + `"}`:                                 1,
+		`tasker_worker_steps_claimed_total`:                                                                 1,
+		`tasker_worker_messages_read_total`:                                                                 1,
+		`tasker_worker_step_results_committed_total{result="success"}`:                                      1,
+		`tasker_worker_step_results_committed_total{result="failure"}`:                                      0,
+		`tasker_worker_handler_duration_seconds_count{namespace="web_e2e",handler="web_square"}`:            1,
+		`tasker_worker_handler_duration_seconds_bucket{namespace="web_e2e",handler="web_square",le="+Inf"}`: 1,
+		`tasker_worker_handler_duration_seconds_bucket{namespace="web_e2e",handler="web_square",le="60"}`:   1,
+		`tasker_worker_handler_pool_capacity`:                                                               10,
+		`tasker_worker_handler_pool_in_use`:                                                                 0,
+		`tasker_worker_queue_depth{namespace="web_e2e"}`:                                                    0,
+		`tasker_worker_queue_metrics_up`:                                                                    1,
+		`tasker_worker_messages_malformed_total`:                                                            0,
+		`tasker_worker_late_completions_rejected_total`:                                                     0,
+	} {
+		if got, ok := m[s]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", s, got, ok, want)
+		}
+	}
+	if m["tasker_worker_uptime_seconds"] <= 0 || m["tasker_worker_db_pool_max"] <= 0 {
+		t.Errorf("uptime %v, db pool max %v", m["tasker_worker_uptime_seconds"], m["tasker_worker_db_pool_max"])
+	}
+
+	// Templates: the registered template, its handler, and the registry's names.
+	code, body = webGet(t, base, "/v1/templates")
+	var list web.TemplateList
+	if err := json.Unmarshal(body, &list); code != 200 || err != nil {
+		t.Fatalf("/v1/templates = %d %s (%v)", code, body, err)
+	}
+	if list.TemplateCount != 1 || len(list.Templates) != 1 || strings.Join(list.SupportedNamespaces, ",") != ns ||
+		strings.Join(list.RegisteredHandlers, ",") != "web_square" {
+		t.Fatalf("list = %+v", list)
+	}
+	if tt := list.Templates[0]; tt.Namespace != ns || tt.Name != ns+"_task" || tt.Version != "0.1.0" || tt.StepCount != 1 ||
+		strings.Join(tt.Handlers, ",") != "web_square" || tt.Description == nil || *tt.Description != "web endpoint test template" {
+		t.Fatalf("template = %+v", tt)
+	}
+	code, body = webGet(t, base, "/v1/templates/"+ns+"/"+ns+"_task/0.1.0")
+	d := webJSON(t, body)
+	if code != 200 || d["template"].(map[string]any)["template"].(map[string]any)["name"] != ns+"_task" ||
+		d["handler_metadata"].(map[string]any)["namespace"] != ns {
+		t.Fatalf("detail = %d %s", code, body)
+	}
+	if h := d["handlers"].([]any)[0].(map[string]any); h["callable"] != "web_square" || h["registered"] != true {
+		t.Fatalf("detail handlers = %v", d["handlers"])
+	}
+	if code, body = webGet(t, base, "/v1/templates/"+ns+"/nope/1.0.0"); code != 404 || webJSON(t, body)["error"] != "template_not_found" {
+		t.Fatalf("missing template = %d %s", code, body)
+	}
+	if code, body = webGet(t, base, "/v1/templates?namespace=elsewhere"); code != 400 {
+		t.Fatalf("unsupported namespace = %d %s", code, body)
+	}
+
+	// The database going away makes the worker unready; metrics still answer.
+	webPool.Close()
+	body = webWaitStatus(t, base, "/health/ready", 503, 5*time.Second)
+	nr := webJSON(t, body)
+	if nr["error"] != "service_unavailable" || nr["message"] != "Worker is not ready to process steps" ||
+		nr["checks"].(map[string]any)["database"].(map[string]any)["status"] != "unhealthy" {
+		t.Fatalf("not ready = %s", body)
+	}
+	code, body = webGet(t, base, "/metrics")
+	if m := webParseMetrics(t, string(body)); code != 200 || m["tasker_worker_queue_metrics_up"] != 0 || m[series] != 1 {
+		t.Fatalf("metrics without database = %d %s", code, body)
+	}
+	if code, _ := webGet(t, base, "/health/live"); code != 200 {
+		t.Fatalf("live without database = %d", code)
+	}
+
+	// Shutdown: readiness flips to 503 at once, then the server stops.
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"shutdown"`) {
+		t.Fatalf("ready after shutdown = %d %s", rec.Code, rec.Body)
+	}
+	if _, err := http.Get(base + "/health"); err == nil {
+		t.Fatal("server still answers after Shutdown")
+	}
+}
+
+// TestWebReadinessFlipsWhenShutdownBegins checks the drain window: readiness is 503 as soon as
+// BeginShutdown is called while the server still answers.
+func TestWebReadinessFlipsWhenShutdownBegins(t *testing.T) {
+	_, pool := testdb.New(t)
+	const ns = "web_drain"
+	reg := handlers.NewRegistry()
+	run := wkStart(t, pool, ns, reg, nil)
+	srv := web.NewWorker(web.ForWorker(run.w, pool, reg, "127.0.0.1:0", "v-test"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	base := "http://" + srv.Addr()
+	webWaitStatus(t, base, "/health/ready", 200, 10*time.Second)
+	srv.BeginShutdown()
+	body := webWaitStatus(t, base, "/health/ready", 503, time.Second)
+	if c := webJSON(t, body)["checks"].(map[string]any)["shutdown"].(map[string]any); c["status"] != "unhealthy" {
+		t.Fatalf("shutdown check = %v", c)
+	}
+	if code, _ := webGet(t, base, "/health"); code != 200 {
+		t.Fatalf("/health while draining = %d", code)
+	}
+}
