@@ -78,8 +78,8 @@ type stepRow struct {
 	Name             string // named_steps.name
 	TemplateStepName string // inputs.__template_step_name, else Name
 	Retryable        bool
-	MaxAttempts      int   // NULL reads as 3
-	Attempts         int   // NULL reads as 0
+	MaxAttempts      int    // NULL reads as 3
+	Attempts         int    // NULL reads as 0
 	Results          []byte // nil when NULL
 	State            state.StepState
 	AgeSeconds       float64 // since last_attempted_at by the database clock; -1 when never attempted

@@ -28,9 +28,9 @@ import (
 // over the environment, which wins over the TOML file, which wins over the defaults.
 type runFlags struct {
 	configPath, dbURL, templates, namespaces, logLevel, webAddr string
-	concurrency                                                int
-	noWeb                                                      bool
-	readiness, poll                                            time.Duration
+	concurrency                                                 int
+	noWeb                                                       bool
+	readiness, poll                                             time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, withWorker, withOrch bool) {
