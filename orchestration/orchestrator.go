@@ -1,0 +1,268 @@
+// Package orchestration is tasker-go's orchestrator, compatible with tasker-core's: it creates
+// tasks from registered templates, dispatches ready steps to worker_<namespace>_queue, consumes
+// orchestration_step_results, applies retries with backoff, expands decision points and batch
+// steps, finalizes tasks, and recovers from dead workers and crashed orchestrators. It uses
+// tasker-core's tables, states, SQL functions and messages, so Go and Rust workers (and Rust
+// orchestrators) can share a database with it.
+//
+// Every unit of work is one transaction that first locks the task row: the state changes of a
+// task, the step transitions, the messages sent to workers and the acknowledgement of the
+// message that caused them commit together or not at all, and two orchestrators never work on
+// one task at the same time.
+package orchestration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-go/tasker/queue"
+	"github.com/tasker-go/tasker/state"
+)
+
+// Option customizes an Orchestrator.
+type Option func(*Orchestrator)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *Orchestrator) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// Orchestrator runs tasker-core's orchestration on a database. Create it with New; CreateTask,
+// Cancel and TaskStatus may be used with or without Run.
+type Orchestrator struct {
+	cfg       Config
+	pool      *pgxpool.Pool
+	queue     *queue.Client
+	log       *slog.Logger
+	templates templateCache
+	jitter    jitterSource
+
+	queuesMu sync.Mutex
+	queues   map[string]bool // queues known to exist
+
+	runMu   sync.Mutex
+	running bool
+}
+
+// New validates cfg (after WithDefaults) and returns an orchestrator on pool, which must be
+// configured with db.Config (search_path tasker,public; TimeZone UTC).
+func New(cfg Config, pool *pgxpool.Pool, opts ...Option) (*Orchestrator, error) {
+	if pool == nil {
+		return nil, errors.New("orchestration: a database pool is required")
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := &Orchestrator{
+		cfg:    cfg,
+		pool:   pool,
+		queue:  queue.NewClient(pool),
+		log:    slog.Default(),
+		jitter: randJitter{},
+		queues: map[string]bool{},
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	o.log = o.log.With("component", "orchestration", "processor_uuid", cfg.ProcessorUUID)
+	return o, nil
+}
+
+// Config returns the effective configuration.
+func (o *Orchestrator) Config() Config { return o.cfg }
+
+// OrchestrationQueues are the queues the orchestrator owns and creates at start.
+var OrchestrationQueues = []string{queue.StepResultsQueue, queue.TaskRequestsQueue, queue.TaskFinalizationsQueue}
+
+// EnsureQueues creates the orchestration-owned queues if they do not exist.
+func (o *Orchestrator) EnsureQueues(ctx context.Context) error {
+	for _, q := range OrchestrationQueues {
+		if err := o.ensureQueue(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureQueue creates a queue once per process (outside any caller transaction: creating it is
+// idempotent and must not roll back with the caller's work). Worker queues are normally created
+// by workers; creating one here keeps messages for a namespace whose workers are not up yet.
+func (o *Orchestrator) ensureQueue(ctx context.Context, name string) error {
+	o.queuesMu.Lock()
+	known := o.queues[name]
+	o.queuesMu.Unlock()
+	if known {
+		return nil
+	}
+	if err := o.queue.EnsureQueue(ctx, name); err != nil {
+		return fmt.Errorf("orchestration: %w", err)
+	}
+	o.queuesMu.Lock()
+	o.queues[name] = true
+	o.queuesMu.Unlock()
+	return nil
+}
+
+// Run consumes orchestration_step_results (woken by LISTEN on pgmq_message_ready.orchestration,
+// with a PollInterval fallback), and runs the readiness sweep every ReadinessInterval and the
+// recovery sweep every RecoveryInterval, until ctx is cancelled. Work in progress when ctx is
+// cancelled finishes (each unit is one short transaction); then Run returns nil.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	o.runMu.Lock()
+	if o.running {
+		o.runMu.Unlock()
+		return errors.New("orchestration: already running")
+	}
+	o.running = true
+	o.runMu.Unlock()
+	defer func() {
+		o.runMu.Lock()
+		o.running = false
+		o.runMu.Unlock()
+	}()
+
+	if err := o.EnsureQueues(ctx); err != nil {
+		return err
+	}
+	waker := queue.NewWaker()
+	var wg sync.WaitGroup
+	l, err := queue.Listen(ctx, queue.ListenerConfig{
+		URL:      o.pool.Config().ConnString(),
+		Channels: []string{queue.NotifyChannel("orchestration")},
+		Logger:   o.log,
+	})
+	if err != nil {
+		o.log.Warn("LISTEN unavailable; polling only", "error", err)
+	} else {
+		defer l.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			queue.Route(ctx, l.Events(), map[string]*queue.Waker{queue.StepResultsQueue: waker})
+		}()
+	}
+	o.log.Info("orchestrator started", "poll_interval", o.cfg.PollInterval,
+		"readiness_interval", o.cfg.ReadinessInterval, "recovery_interval", o.cfg.RecoveryInterval)
+
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		_ = queue.Poll(ctx, waker, o.cfg.PollInterval, o.pollResults)
+	}()
+	go func() {
+		defer wg.Done()
+		o.every(ctx, o.cfg.ReadinessInterval, func(ctx context.Context) {
+			if _, err := o.ReadinessSweep(ctx); err != nil && ctx.Err() == nil {
+				o.log.Error("readiness sweep failed", "error", err)
+			}
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		o.every(ctx, o.cfg.RecoveryInterval, func(ctx context.Context) {
+			if _, err := o.RecoverySweep(ctx); err != nil && ctx.Err() == nil {
+				o.log.Error("recovery sweep failed", "error", err)
+			}
+		})
+	}()
+	<-ctx.Done()
+	wg.Wait()
+	o.log.Info("orchestrator stopped")
+	return nil
+}
+
+// every calls fn every interval until ctx is done.
+func (o *Orchestrator) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
+
+// maxResultReads is how often a result message may be read and fail before it is archived with
+// a reason; the recovery sweep then processes its step directly from the database.
+const maxResultReads = 20
+
+// transientRetries is how often a result whose transaction lost a race (deadlock, serialization
+// failure, a concurrent transition by an orchestrator that does not lock the task row) is
+// retried at once before it is left for redelivery.
+const transientRetries = 3
+
+// isTransient reports errors worth retrying immediately: the transaction was rolled back because
+// of a concurrent one, not because of the data.
+func isTransient(err error) bool {
+	if errors.Is(err, state.ErrConcurrentTransition) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01", "55P03": // serialization_failure, deadlock_detected, lock_not_available
+			return true
+		}
+	}
+	return false
+}
+
+// pollResults reads one batch of result messages and processes them concurrently (bounded by
+// ResultConcurrency). It reports whether the batch was full.
+func (o *Orchestrator) pollResults(ctx context.Context) bool {
+	vt := int(o.cfg.VisibilityTimeout / time.Second)
+	msgs, err := o.queue.Read(ctx, queue.StepResultsQueue, vt, o.cfg.ResultBatchSize)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.Error("read step results failed", "error", err)
+		}
+		return false
+	}
+	if len(msgs) == 0 {
+		return false
+	}
+	sem := make(chan struct{}, o.cfg.ResultConcurrency)
+	var wg sync.WaitGroup
+	for _, m := range msgs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// Finish the message even when shutdown starts: its transaction is short.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
+			defer cancel()
+			err := o.ProcessResultMessage(wctx, m)
+			for attempt := 1; err != nil && isTransient(err) && attempt <= transientRetries; attempt++ {
+				time.Sleep(time.Duration(attempt*20) * time.Millisecond)
+				err = o.ProcessResultMessage(wctx, m)
+			}
+			if err != nil {
+				log := o.log.With("msg_id", m.ID, "read_count", m.ReadCount)
+				if m.ReadCount >= maxResultReads {
+					log.Error("step result keeps failing; archiving the message (the recovery sweep will process the step)", "error", err)
+					o.archiveAlone(wctx, m.ID, reasonProcessingFailed, err.Error())
+					return
+				}
+				log.Error("step result processing failed; the message will be retried after its visibility timeout", "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return len(msgs) == o.cfg.ResultBatchSize
+}
