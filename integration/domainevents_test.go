@@ -400,7 +400,10 @@ func TestDEDurableConsumerRestart(t *testing.T) {
 	deWait(t, 30*time.Second, "every event handled", func() bool { _, s := rec.snapshot(); return len(s) == 50 })
 	time.Sleep(300 * time.Millisecond)
 	c.stop()
-	if s := c.c.Stats(); s.Acked != 15 || s.Redelivered != 0 {
+	// C's Redelivered counts messages whose read_ct > 1; under load B may read a last batch
+	// while stopping, and its reads then show up here. Handler invocations, the real
+	// duplicates, are asserted per event below.
+	if s := c.c.Stats(); s.Acked != 15 {
 		t.Fatalf("consumer C stats %+v", s)
 	}
 
