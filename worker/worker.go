@@ -190,9 +190,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// route turns notifications into wakeups of the namespace fetchers. A listener reconnect wakes
-// every fetcher, since notifications sent during the gap are lost.
+// route turns notifications into wakeups of the namespace fetchers. Every message event wakes
+// the fetcher of its queue (the worker always reads through pgmq.read, so an inline payload is
+// only a signal); a listener reconnect or an unparsable payload wakes every fetcher, since
+// something may have been missed.
 func (w *Worker) route(ctx context.Context, events <-chan queue.Event, wakers map[string]*queue.Waker) {
+	byQueue := make(map[string]*queue.Waker, len(wakers))
+	for ns, wk := range wakers {
+		byQueue[queue.WorkerQueue(ns)] = wk
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -201,15 +207,17 @@ func (w *Worker) route(ctx context.Context, events <-chan queue.Event, wakers ma
 			if !ok {
 				return
 			}
-			if ev.Type == queue.EventReconnected {
+			switch ev.Type {
+			case queue.EventQueueCreated:
+			case queue.EventReconnected, queue.EventUnparsable:
 				for _, wk := range wakers {
 					wk.Wake()
 				}
-				continue
-			}
-			if wk, ok := wakers[ev.Namespace]; ok && ev.IsWakeup() {
-				w.metrics.notifyWakeups.Add(1)
-				wk.Wake()
+			default:
+				if wk, ok := byQueue[ev.QueueName]; ok {
+					w.metrics.notifyWakeups.Add(1)
+					wk.Wake()
+				}
 			}
 		}
 	}
