@@ -215,26 +215,37 @@ var errLateCompletion = errors.New("late completion rejected: the step is no lon
 // orchestration notification, the domain events declared durable, and the delete of the
 // consumed message. A crash at any point leaves either nothing or everything.
 func (w *Worker) complete(ctx context.Context, c *claim, res protocol.StepExecutionResult) error {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	return w.inTx(ctx, 30*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+		if err := w.fence(ctx, tx, c); err != nil {
+			return err
+		}
+		if err := w.writeResult(ctx, tx, c.seq, res); err != nil {
+			return err
+		}
+		if w.events != nil {
+			if err := w.events.PublishDurable(ctx, tx, c.seq, res); err != nil {
+				return fmt.Errorf("durable domain events: %w", err)
+			}
+		}
+		if _, err := w.queue.DeleteTx(ctx, tx, c.queue, c.msgID); err != nil {
+			return fmt.Errorf("delete message: %w", err)
+		}
+		return nil
+	})
+}
+
+// inTx runs fn in a transaction that commits when fn succeeds. It is detached from ctx's
+// cancellation (a shutdown must not tear a completion in half) and bounded by timeout.
+func (w *Worker) inTx(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	tx, err := w.pool.Begin(dbctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(dbctx) //nolint:errcheck // no-op after commit
-	if err := w.fence(dbctx, tx, c); err != nil {
+	if err := fn(dbctx, tx); err != nil {
 		return err
-	}
-	if err := w.writeResult(dbctx, tx, c.seq, res); err != nil {
-		return err
-	}
-	if w.events != nil {
-		if err := w.events.PublishDurable(dbctx, tx, c.seq, res); err != nil {
-			return fmt.Errorf("durable domain events: %w", err)
-		}
-	}
-	if _, err := w.queue.DeleteTx(dbctx, tx, c.queue, c.msgID); err != nil {
-		return fmt.Errorf("delete message: %w", err)
 	}
 	return tx.Commit(dbctx)
 }
@@ -260,18 +271,8 @@ func (w *Worker) fence(ctx context.Context, tx pgx.Tx, c *claim) error {
 }
 
 // persistCheckpoint stores a yield's progress (appending the cursor to history) while this
-// claim still holds the step, and returns the data handed to the handler's next run.
+// claim still holds the step.
 func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.CheckpointYieldData) error {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	tx, err := w.pool.Begin(dbctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(dbctx) //nolint:errcheck // no-op after commit
-	if err := w.fence(dbctx, tx, c); err != nil {
-		return err
-	}
 	rec, err := json.Marshal(y.ToRecord(time.Now()))
 	if err != nil {
 		return err
@@ -280,29 +281,25 @@ func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.Che
 	if len(cursor) == 0 {
 		cursor = json.RawMessage("null")
 	}
-	if _, err := tx.Exec(dbctx, `UPDATE tasker.workflow_steps
+	return w.inTx(ctx, 10*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+		if err := w.fence(ctx, tx, c); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps
 		   SET checkpoint = jsonb_set($2::jsonb, '{history}',
 		         COALESCE(checkpoint->'history', '[]'::jsonb)
 		           || jsonb_build_array(jsonb_build_object('cursor', $3::jsonb, 'timestamp', to_jsonb(now())))),
 		       updated_at = NOW()
-		 WHERE workflow_step_uuid = $1`, c.seq.WorkflowStep.WorkflowStepUUID, rec, []byte(cursor)); err != nil {
+		 WHERE workflow_step_uuid = $1`, c.seq.WorkflowStep.WorkflowStepUUID, rec, []byte(cursor))
 		return err
-	}
-	return tx.Commit(dbctx)
+	})
 }
 
 // archive moves a message to the archive with a reason header, outside any other transaction.
 func (w *Worker) archive(ctx context.Context, q string, msgID int64, reason, detail string) {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	tx, err := w.pool.Begin(dbctx)
-	if err == nil {
-		if err = w.archiveTx(dbctx, tx, q, msgID, reason, detail); err == nil {
-			err = tx.Commit(dbctx)
-		}
-		_ = tx.Rollback(dbctx)
-	}
-	if err != nil {
+	if err := w.inTx(ctx, 10*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+		return w.archiveTx(ctx, tx, q, msgID, reason, detail)
+	}); err != nil {
 		w.log.Error("archive failed; message will be redelivered", "queue", q, "msg_id", msgID, "error", err)
 	}
 }

@@ -139,9 +139,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelWork(nil)
 	handlersPool := pool.New().WithMaxGoroutines(w.cfg.Concurrency)
 
+	// Wakers by queue name: every notification for a queue wakes its fetcher (the worker always
+	// reads through pgmq.read, so an inline payload is only a signal); a listener reconnect
+	// wakes them all, since notifications sent during the gap are lost.
 	wakers := make(map[string]*queue.Waker, len(w.cfg.Namespaces))
 	for _, ns := range w.cfg.Namespaces {
-		wakers[ns] = queue.NewWaker()
+		wakers[queue.WorkerQueue(ns)] = queue.NewWaker()
 	}
 	events := w.externalEvents
 	if events == nil {
@@ -162,7 +165,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		fetchers.Add(1)
 		go func() {
 			defer fetchers.Done()
-			w.route(ctx, events, wakers)
+			queue.Route(ctx, events, wakers)
 		}()
 	}
 	w.log.Info("worker started", "namespaces", w.cfg.Namespaces, "concurrency", w.cfg.Concurrency,
@@ -171,7 +174,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		fetchers.Add(1)
 		go func() {
 			defer fetchers.Done()
-			w.fetchLoop(ctx, workCtx, ns, wakers[ns], handlersPool)
+			w.fetchLoop(ctx, workCtx, ns, wakers[queue.WorkerQueue(ns)], handlersPool)
 		}()
 	}
 	fetchers.Wait()
@@ -188,39 +191,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker stopped", "claimed", w.metrics.claimed.Load(), "completed", w.metrics.completed.Load(), "failed", w.metrics.failed.Load())
 	return nil
-}
-
-// route turns notifications into wakeups of the namespace fetchers. Every message event wakes
-// the fetcher of its queue (the worker always reads through pgmq.read, so an inline payload is
-// only a signal); a listener reconnect or an unparsable payload wakes every fetcher, since
-// something may have been missed.
-func (w *Worker) route(ctx context.Context, events <-chan queue.Event, wakers map[string]*queue.Waker) {
-	byQueue := make(map[string]*queue.Waker, len(wakers))
-	for ns, wk := range wakers {
-		byQueue[queue.WorkerQueue(ns)] = wk
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			switch ev.Type {
-			case queue.EventQueueCreated:
-			case queue.EventReconnected, queue.EventUnparsable:
-				for _, wk := range wakers {
-					wk.Wake()
-				}
-			default:
-				if wk, ok := byQueue[ev.QueueName]; ok {
-					w.metrics.notifyWakeups.Add(1)
-					wk.Wake()
-				}
-			}
-		}
-	}
 }
 
 // fetchLoop reads only as many messages as there are free handler slots (no prefetch beyond
@@ -266,7 +236,9 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 		if err != nil {
 			return
 		}
-		if !woke {
+		if woke {
+			w.metrics.notifyWakeups.Add(1)
+		} else {
 			w.metrics.pollWakeups.Add(1)
 		}
 	}

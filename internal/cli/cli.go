@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -92,18 +91,7 @@ var errTaskFailed = errors.New("task did not complete successfully")
 
 // Main runs the command line args (without the program name) and returns the exit code.
 func Main(ctx context.Context, prog string, args []string, env Env) int {
-	if env.Stdout == nil {
-		env.Stdout = os.Stdout
-	}
-	if env.Stderr == nil {
-		env.Stderr = os.Stderr
-	}
-	if env.Getenv == nil {
-		env.Getenv = os.Getenv
-	}
-	if env.Registry == nil {
-		env.Registry = handlers.NewRegistry()
-	}
+	env = env.withDefaults()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(env.Stdout, prog)
 		if len(args) == 0 {
@@ -123,24 +111,29 @@ func Main(ctx context.Context, prog string, args []string, env Env) int {
 
 // RunCommand runs one subcommand directly (for the single-purpose binaries).
 func RunCommand(ctx context.Context, prog, name string, args []string, env Env) int {
+	env = env.withDefaults()
 	for _, c := range commands() {
 		if c.name == name {
-			if env.Stdout == nil {
-				env.Stdout = os.Stdout
-			}
-			if env.Stderr == nil {
-				env.Stderr = os.Stderr
-			}
-			if env.Getenv == nil {
-				env.Getenv = os.Getenv
-			}
-			if env.Registry == nil {
-				env.Registry = handlers.NewRegistry()
-			}
 			return exitCode(env, prog, c.run(ctx, env, args))
 		}
 	}
 	return ExitUsage
+}
+
+func (env Env) withDefaults() Env {
+	if env.Stdout == nil {
+		env.Stdout = os.Stdout
+	}
+	if env.Stderr == nil {
+		env.Stderr = os.Stderr
+	}
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.Registry == nil {
+		env.Registry = handlers.NewRegistry()
+	}
+	return env
 }
 
 func exitCode(env Env, prog string, err error) int {
@@ -166,9 +159,7 @@ func exitCode(env Env, prog string, err error) int {
 
 func printUsage(w io.Writer, prog string) {
 	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prog)
-	cs := commands()
-	sort.SliceStable(cs, func(i, j int) bool { return false })
-	for _, c := range cs {
+	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags. Configuration comes from flags, environment\n"+

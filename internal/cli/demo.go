@@ -100,7 +100,7 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 	ocfg.Backoff.Max = 4 * time.Second
 	fmt.Fprintf(env.Stdout, "==> registering templates from %s, starting orchestrator + worker\n", *templates)
 	var results []demoResult
-	err = runAllInOne(ctx, env, wcfg, ocfg, pool, log, func(ctx context.Context, o *orchestration.Orchestrator) error {
+	err = runAllInOne(ctx, env, wcfg, ocfg, pool, log, "", func(ctx context.Context, o *orchestration.Orchestrator) error {
 		results = runScenarios(ctx, env.Stdout, o, demoScenarios(dataDir))
 		return nil
 	})

@@ -18,8 +18,31 @@ import (
 
 	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/state"
+	"github.com/tasker-go/tasker/web"
 	"github.com/tasker-go/tasker/worker"
 )
+
+// withOrchestrator connects and hands fn an orchestrator handle (not running: for creating and
+// reading tasks), mapping its typed errors to exit codes.
+func withOrchestrator(ctx context.Context, env Env, dbURL string, fn func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error) error {
+	pool, err := connect(ctx, env, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, logger(env, "warn"))
+	if err != nil {
+		return err
+	}
+	err = fn(o, pool)
+	switch {
+	case errors.Is(err, orchestration.ErrTaskNotFound), errors.Is(err, orchestration.ErrTemplateNotFound):
+		return &notFoundError{err}
+	case errors.Is(err, orchestration.ErrInvalidRequest), errors.Is(err, orchestration.ErrDuplicateTask):
+		return &usageError{err.Error()}
+	}
+	return err
+}
 
 func newOrchestrator(cfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger) (*orchestration.Orchestrator, error) {
 	o, err := orchestration.New(cfg, pool, orchestration.WithLogger(log))
@@ -55,13 +78,18 @@ func runDev(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	return runAllInOne(ctx, env, cfg.Worker, orchestrationConfig(cfg), pool, log, nil)
+	webAddr := ""
+	if cfg.Web.Enabled {
+		webAddr = cfg.Web.BindAddress
+	}
+	return runAllInOne(ctx, env, cfg.Worker, orchestrationConfig(cfg), pool, log, webAddr, nil)
 }
 
-// runAllInOne starts orchestrator and worker on pool and returns when ctx ends (or, when
-// ready is non-nil, calls it once both are up and returns its result after stopping them).
+// runAllInOne starts orchestrator and worker on pool (and the worker's health/metrics server on
+// webAddr unless it is empty) and returns when ctx ends (or, when ready is non-nil, calls it once
+// both are up and returns its result after stopping them).
 func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger,
-	ready func(ctx context.Context, o *orchestration.Orchestrator) error) error {
+	webAddr string, ready func(ctx context.Context, o *orchestration.Orchestrator) error) error {
 	w, err := startWorker(ctx, env, wcfg, pool, log)
 	if err != nil {
 		return err
@@ -78,6 +106,15 @@ func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestr
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	if webAddr != "" {
+		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, webAddr, env.Version))
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("web server on %s: %w", webAddr, err)
+		}
+		log.Info("serving health and metrics", "addr", srv.Addr())
+		defer shutdownWeb(srv)
+		go func() { <-runCtx.Done(); srv.BeginShutdown() }()
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Add(2)
@@ -133,44 +170,29 @@ func runTaskSubmit(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pool, err := connect(ctx, env, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, logger(env, "warn"))
-	if err != nil {
-		return err
-	}
-	created, err := o.CreateTask(ctx, req)
-	if err != nil {
-		if errors.Is(err, orchestration.ErrTemplateNotFound) {
-			return &notFoundError{err}
+	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
+		created, err := o.CreateTask(ctx, req)
+		if err != nil {
+			return err
 		}
-		if errors.Is(err, orchestration.ErrInvalidRequest) || errors.Is(err, orchestration.ErrDuplicateTask) {
-			return &usageError{err.Error()}
+		fmt.Fprintln(env.Stdout, created.TaskUUID)
+		if !*wait {
+			return nil
 		}
-		return err
-	}
-	fmt.Fprintln(env.Stdout, created.TaskUUID)
-	if !*wait {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		st, err := watchTask(wctx, o, created.TaskUUID, env.Stderr)
+		if err != nil {
+			return err
+		}
+		if err := printStatus(ctx, env.Stdout, pool, st); err != nil {
+			return err
+		}
+		if st.State != state.TaskComplete {
+			return fmt.Errorf("%w: %s", errTaskFailed, st.State)
+		}
 		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	st, err := watchTask(wctx, o, created.TaskUUID, env.Stderr)
-	if err != nil {
-		return err
-	}
-	parents, err := stepEdges(ctx, pool, st.TaskUUID)
-	if err != nil {
-		return err
-	}
-	printStatus(env.Stdout, st, parents)
-	if st.State != state.TaskComplete {
-		return fmt.Errorf("%w: %s", errTaskFailed, st.State)
-	}
-	return nil
+	})
 }
 
 func buildRequest(env Env, file, ns, name, version, ctxJSON string) (orchestration.TaskRequest, error) {
@@ -223,9 +245,6 @@ func watchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUI
 	for {
 		st, err := o.TaskStatus(ctx, task)
 		if err != nil {
-			if errors.Is(err, orchestration.ErrTaskNotFound) {
-				return nil, &notFoundError{err}
-			}
 			return nil, err
 		}
 		done := 0
@@ -270,42 +289,32 @@ func runTaskStatus(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usagef("task status: want a task uuid, got %q", fs.Arg(0))
 	}
-	pool, err := connect(ctx, env, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, logger(env, "warn"))
-	if err != nil {
-		return err
-	}
-	st, err := o.TaskStatus(ctx, id)
-	if err != nil {
-		if errors.Is(err, orchestration.ErrTaskNotFound) {
-			return &notFoundError{err}
+	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
+		st, err := o.TaskStatus(ctx, id)
+		if err != nil {
+			return err
 		}
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	parents, err := stepEdges(ctx, pool, id)
-	if err != nil {
-		return err
-	}
-	printStatus(env.Stdout, st, parents)
-	return nil
+		if *asJSON {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		}
+		return printStatus(ctx, env.Stdout, pool, st)
+	})
 }
 
 // printStatus shows the task and its steps as a dependency tree with states and timings.
-func printStatus(w io.Writer, st *orchestration.TaskStatus, parents map[uuid.UUID][]uuid.UUID) {
+func printStatus(ctx context.Context, w io.Writer, pool *pgxpool.Pool, st *orchestration.TaskStatus) error {
+	parents, err := stepEdges(ctx, pool, st.TaskUUID)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "task %s  %s/%s@%s  %s  (%s, %d/%d steps complete, %.0f%%)\n", st.TaskUUID, st.Namespace, st.Name, st.Version,
 		st.State, st.Execution.ExecutionStatus, st.Execution.CompletedSteps, st.Execution.TotalSteps, st.Execution.CompletionPercentage)
 	for _, line := range stepTree(st, parents) {
 		fmt.Fprintln(w, line)
 	}
+	return nil
 }
 
 func runTaskList(ctx context.Context, env Env, args []string) error {
@@ -363,22 +372,12 @@ func runTaskCancel(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usagef("task cancel: want a task uuid, got %q", fs.Arg(0))
 	}
-	pool, err := connect(ctx, env, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, logger(env, "warn"))
-	if err != nil {
-		return err
-	}
-	n, err := o.Cancel(ctx, id)
-	if err != nil {
-		if errors.Is(err, orchestration.ErrTaskNotFound) {
-			return &notFoundError{err}
+	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, _ *pgxpool.Pool) error {
+		n, err := o.Cancel(ctx, id)
+		if err != nil {
+			return err
 		}
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "task %s cancelled (%d steps cancelled)\n", id, n)
-	return nil
+		fmt.Fprintf(env.Stdout, "task %s cancelled (%d steps cancelled)\n", id, n)
+		return nil
+	})
 }
