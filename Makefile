@@ -35,12 +35,35 @@ run: ## run example workflows end to end (Postgres in Docker unless DATABASE_URL
 	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
 	$(GO) run ./cmd/tasker demo
 
+bench: ## tasker-bench, median of 3 runs: PGMQ floor, worker-only, end to end (Postgres in Docker unless DATABASE_URL is set; BENCH_FLAGS adds flags)
+	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
+	$(GO) run ./cmd/tasker-bench $(BENCH_FLAGS)
+
+.PHONY: bench-quick
+bench-quick: ## reduced tasker-bench run for CI (one run, small sizes, under 2 minutes)
+	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
+	$(GO) run ./cmd/tasker-bench --quick $(BENCH_FLAGS)
+
 cross: ## static CGO_ENABLED=0 binaries for linux/amd64, linux/arm64, darwin/arm64 in dist/
 	@for p in linux/amd64 linux/arm64 darwin/arm64; do \
 	  os=$${p%/*}; arch=$${p#*/}; \
 	  echo "cross: $$os/$$arch"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o dist/$$os-$$arch/ ./cmd/... || exit 1; \
 	done
+
+.PHONY: app-image
+app-image: ## container image of the worker and orchestrator: static CGO_ENABLED=0 binaries FROM scratch, no registry (TASKER_APP_IMAGE, default tasker-go/app:dev)
+	./scripts/build-app-image.sh
+
+test-chaos: pg-image ## full chaos test (2000 tasks; SIGKILLed workers, PostgreSQL crash-restart, partition, freeze, bad messages); report in dist/chaos
+	TASKER_CHAOS=full TASKER_CHAOS_OUT=$(CURDIR)/dist/chaos $(GO) test -count=1 -v -timeout 45m -run '^TestChaos$$' ./integration/chaos/
+
+FUZZTIME ?= 10s
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s): step messages, templates, notifications, task requests
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeStepMessage$$' -fuzztime $(FUZZTIME) ./protocol/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./template/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./queue/
+	$(GO) test -run '^$$' -fuzz '^FuzzTaskRequestJSON$$' -fuzztime $(FUZZTIME) ./orchestration/
 
 clean: ## remove build outputs
 	rm -rf $(BIN) dist
