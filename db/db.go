@@ -10,10 +10,14 @@ import (
 )
 
 // RuntimeParams are set on every connection: tasker-core's SQL functions call each other
-// unqualified (search_path must include tasker) and its timestamps are naive UTC.
+// unqualified (search_path must include tasker) and its timestamps are naive UTC. A session
+// idle inside a transaction for a minute (a process frozen or cut off mid-transaction) is ended
+// by the server, so its row locks do not block claims and recovery until TCP keepalive gives up;
+// every tasker-go transaction is short.
 var RuntimeParams = map[string]string{
-	"search_path": "tasker,public",
-	"TimeZone":    "UTC",
+	"search_path":                         "tasker,public",
+	"TimeZone":                            "UTC",
+	"idle_in_transaction_session_timeout": "60000",
 }
 
 // Config parses url into a pool config with RuntimeParams applied.

@@ -415,7 +415,7 @@ func TestBadNULInContextRefused(t *testing.T) {
 	badUnchanged(t, pool, before, "a context holding U+0000")
 	var ve *orchestration.ValidationError
 	if !errors.As(err, &ve) {
-		t.Skipf("known gap (reported): U+0000 in a context fails at INSERT with a database error (%v) instead of a *ValidationError naming the field; nothing is written", err)
+		t.Fatalf("U+0000 in a context gave %v, want a *ValidationError naming the field", err)
 	}
 }
 
@@ -567,7 +567,7 @@ func TestBadNULInHandlerResult(t *testing.T) {
 		t.Fatalf("task %s, produce %s; want blocked_by_failures and error", st, pst)
 	}
 	if strings.Contains(msg, "abandoned") {
-		t.Skipf("known gap (reported): the completion fails in the database (jsonb refuses U+0000), the step is left in_progress and recovered as a dead worker's after timeout + grace, %d times: %s", attempts, msg)
+		t.Fatalf("the refused result was recovered as a dead worker's step (%d attempts: %s), want a serialization error", attempts, msg)
 	}
 }
 
@@ -698,8 +698,7 @@ func TestBadStepMessageForPendingStep(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if queued {
-		t.Skipf("known bug (reported): the message for pending step %s is still queued after %d reads; the worker logs "+
-			"\"claim failed\" (the Start transition's dependency guard) at every visibility timeout instead of archiving it", after, reads)
+		t.Fatalf("the message for pending step %s is still queued after %d reads, want it archived", after, reads)
 	}
 	var reason *string
 	if err := pool.QueryRow(ctx, `SELECT headers->>'x-tasker-archive-reason' FROM pgmq.a_worker_bad_input_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil {

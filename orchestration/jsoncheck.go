@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -70,6 +71,9 @@ func walkJSONLimits(path string, v any, depth int) *FieldProblem {
 			if len(k) > MaxJSONStringLength {
 				return &FieldProblem{Field: path, Message: fmt.Sprintf("JSON key too long: %d bytes (max %d)", len(k), MaxJSONStringLength)}
 			}
+			if strings.ContainsRune(k, 0) {
+				return &FieldProblem{Field: path, Message: "JSON key contains U+0000, which PostgreSQL jsonb cannot store"}
+			}
 			if p := walkJSONLimits(joinPath(path, k), val, depth+1); p != nil {
 				return p
 			}
@@ -87,6 +91,9 @@ func walkJSONLimits(path string, v any, depth int) *FieldProblem {
 		if len(x) > MaxJSONStringLength {
 			return &FieldProblem{Field: path, Message: fmt.Sprintf("JSON string too long: %d bytes (max %d)", len(x), MaxJSONStringLength)}
 		}
+		if strings.ContainsRune(x, 0) {
+			return &FieldProblem{Field: path, Message: "JSON string contains U+0000, which PostgreSQL jsonb cannot store"}
+		}
 	}
 	return nil
 }
@@ -94,6 +101,9 @@ func walkJSONLimits(path string, v any, depth int) *FieldProblem {
 func joinPath(path, key string) string {
 	if path == "" {
 		return key
+	}
+	if key == "" {
+		return path
 	}
 	return path + "." + key
 }

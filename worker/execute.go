@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
@@ -77,7 +80,8 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 	}
 	w.observeHandler(c, res)
 
-	if err := w.complete(ctx, c, res); err != nil {
+	res, err = w.completeRetrying(ctx, c, res, log)
+	if err != nil {
 		if errors.Is(err, errLateCompletion) {
 			w.metrics.lateRejected.Add(1)
 			log.Warn("result discarded", "error", err)
@@ -96,6 +100,37 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 		"status", res.Status, "attempt", c.attempt, "execution_time_ms", res.Metadata.ExecutionTimeMs)
 	if w.events != nil {
 		w.events.PublishAfterCommit(context.WithoutCancel(ctx), c.seq, res)
+	}
+}
+
+// completeRetrying completes the step, retrying for a few seconds when the database is briefly
+// unreachable (the fence makes a retry after an ambiguous commit harmless). A result the
+// database refuses as data (U+0000 in jsonb, a value over a limit) is replaced, once, by a
+// non-retryable serialization error saying why, so the real cause reaches orchestration instead of
+// the step being recovered as a dead worker's after its timeout.
+func (w *Worker) completeRetrying(ctx context.Context, c *claim, res protocol.StepExecutionResult, log *slog.Logger) (protocol.StepExecutionResult, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	backoff := 100 * time.Millisecond
+	replaced := false
+	for {
+		err := w.complete(ctx, c, res)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil || errors.Is(err, errLateCompletion):
+			return res, err
+		case !replaced && errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")):
+			log.Error("the database refused the step's result; reporting a serialization error instead", "error", err)
+			replaced = true
+			res = protocol.SystemError(res.StepUUID, "Step result could not be stored: "+pgErr.Message,
+				handlers.ErrorTypeSerialization, nil, res.Metadata.ExecutionTimeMs, nil)
+			res.Metadata.WorkerID = &w.cfg.WorkerID
+			continue
+		case errors.As(err, &pgErr) || time.Now().After(deadline):
+			return res, err // a server-side error other than data: retrying will not help
+		}
+		log.Warn("completion failed; retrying", "error", err, "in", backoff)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

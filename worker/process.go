@@ -149,6 +149,14 @@ func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm prot
 	row.seq.DependencyResults = deps
 	tr, err := state.TransitionStep(dbctx, tx, sm.StepUUID, state.StepEvent{Type: state.StepEventStart},
 		state.TransitionOptions{ExpectFrom: []state.StepState{row.current}, ClaimAttempt: true})
+	var guard *state.GuardError
+	if errors.As(err, &guard) {
+		// A legacy claim of a pending step whose parents are not done: not runnable now, and the
+		// orchestrator sends a fresh message when it enqueues the step. Nothing was written.
+		w.metrics.duplicates.Add(1)
+		log.Info("archiving message for a pending step with unmet dependencies", "reason", guard.Reason)
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonNotClaimable, guard.Error())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim transition: %w", err)
 	}
