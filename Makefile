@@ -16,8 +16,8 @@ help: ## list targets
 build: ## build all binaries into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-test: pg-image ## run every test, integration included (Postgres via testcontainers or TASKER_TEST_DATABASE_URL)
-	$(GO) test -count=1 -timeout 30m ./...
+test: pg-image ## run every test, integration included (Postgres via testcontainers or TASKER_TEST_DATABASE_URL; reduced chaos suite when Docker is present)
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
 
 test-unit: ## run the tests that need no database
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)
