@@ -104,24 +104,10 @@ func orchRun(t *testing.T, o *orchestration.Orchestrator) (stop func()) {
 // orchWorker runs a Go worker for ns with reg until the test ends.
 func orchWorker(t *testing.T, pool *pgxpool.Pool, ns string, reg *handlers.Registry) {
 	t.Helper()
-	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
-	cfg.Namespaces = []string{ns}
-	cfg.PollInterval = 50 * time.Millisecond
-	cfg.VisibilityTimeout = 5 * time.Second
-	cfg.ShutdownTimeout = 5 * time.Second
-	w, err := worker.New(cfg, pool, reg, worker.WithLogger(orchLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker Run: %v", err)
-		}
+	wkStartResolver(t, pool, []string{ns}, reg, func(c *worker.Config) {
+		c.PollInterval = 50 * time.Millisecond
+		c.VisibilityTimeout = 5 * time.Second
+		c.ShutdownTimeout = 5 * time.Second
 	})
 }
 

@@ -132,6 +132,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.running = true
 	w.mu.Unlock()
 	if err := w.EnsureQueues(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing was claimed
+		}
 		return fmt.Errorf("worker: ensure queues: %w", err)
 	}
 

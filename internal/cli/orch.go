@@ -57,15 +57,9 @@ func runDev(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "dev", "dev [flags]")
 	var rf runFlags
 	rf.register(fs, true, true)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := rf.load(env)
+	cfg, err := loadRun(env, fs, &rf, args)
 	if err != nil {
 		return err
-	}
-	if cfg.Worker.DatabaseURL == "" {
-		return &configError{errors.New("config DATABASE_URL: required")}
 	}
 	log := logger(env, rf.logLevel)
 	stopTracing, err := setupTracing(ctx, cfg)

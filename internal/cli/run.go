@@ -85,6 +85,22 @@ func (f *runFlags) load(env Env) (config.Config, error) {
 	return cfg, nil
 }
 
+// loadRun parses the flags of a long-running command and loads its configuration, which must
+// name a database.
+func loadRun(env Env, fs *flag.FlagSet, rf *runFlags, args []string) (config.Config, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := rf.load(env)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Worker.DatabaseURL == "" {
+		return cfg, &configError{errors.New("config DATABASE_URL: required")}
+	}
+	return cfg, nil
+}
+
 // orchestrationConfig maps the file/env configuration onto the orchestrator's.
 func orchestrationConfig(c config.Config) orchestration.Config {
 	o := c.Orchestration
@@ -165,10 +181,7 @@ func runWorker(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "worker", "worker [flags]")
 	var rf runFlags
 	rf.register(fs, true, false)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := rf.load(env)
+	cfg, err := loadRun(env, fs, &rf, args)
 	if err != nil {
 		return err
 	}
@@ -206,15 +219,9 @@ func runOrchestrator(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "orchestrator", "orchestrator [flags]")
 	var rf runFlags
 	rf.register(fs, false, true)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := rf.load(env)
+	cfg, err := loadRun(env, fs, &rf, args)
 	if err != nil {
 		return err
-	}
-	if cfg.Worker.DatabaseURL == "" {
-		return &configError{errors.New("config DATABASE_URL: required")}
 	}
 	log := logger(env, rf.logLevel)
 	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, 16)
