@@ -29,6 +29,10 @@ func Config(url string) (*pgxpool.Config, error) {
 	for k, v := range RuntimeParams {
 		cfg.ConnConfig.RuntimeParams[k] = v
 	}
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerUUID(conn.TypeMap())
+		return nil
+	}
 	return cfg, nil
 }
 
@@ -67,5 +71,6 @@ func ConnectOne(ctx context.Context, url string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("db: connect: %w", err)
 	}
+	registerUUID(conn.TypeMap())
 	return conn, nil
 }
