@@ -58,18 +58,24 @@ SELECT t.task_uuid
 // (StepsEnqueued), with the step transitions and worker messages in the same commit. It returns
 // how many tasks it advanced.
 func (o *Orchestrator) ReadinessSweep(ctx context.Context) (int, error) {
-	ids, err := o.queryTaskIDs(ctx, readyTasksSQL, o.cfg.activeSettle().Seconds(), o.cfg.SweepBatchSize)
+	return o.advanceFound(ctx, readyTasksSQL, o.cfg.activeSettle().Seconds(), "readiness", "ready tasks")
+}
+
+// advanceFound advances, each in its own transaction, the tasks sql finds ($1: seconds, $2:
+// limit); source names the sweep in logs and what the tasks in errors.
+func (o *Orchestrator) advanceFound(ctx context.Context, sql string, seconds float64, source, what string) (int, error) {
+	ids, err := o.queryTaskIDs(ctx, sql, seconds, o.cfg.SweepBatchSize)
 	if err != nil {
-		return 0, fmt.Errorf("orchestration: find ready tasks: %w", err)
+		return 0, fmt.Errorf("orchestration: find %s: %w", what, err)
 	}
 	n := 0
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			break
 		}
-		ok, err := o.advanceTask(ctx, id, "readiness")
+		ok, err := o.advanceTask(ctx, id, source)
 		if err != nil {
-			o.log.Error("readiness: task not advanced", "task_uuid", id, "error", err)
+			o.log.Error(source+": task not advanced", "task_uuid", id, "error", err)
 			continue
 		}
 		if ok {
@@ -285,25 +291,7 @@ SELECT t.task_uuid
  LIMIT $2`
 
 func (o *Orchestrator) recoverStuckTasks(ctx context.Context) (int, error) {
-	ids, err := o.queryTaskIDs(ctx, stuckTasksSQL, o.cfg.StuckThreshold.Seconds(), o.cfg.SweepBatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("orchestration: find stuck tasks: %w", err)
-	}
-	n := 0
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			break
-		}
-		ok, err := o.advanceTask(ctx, id, "recovery")
-		if err != nil {
-			o.log.Error("recovery: stuck task not advanced", "task_uuid", id, "error", err)
-			continue
-		}
-		if ok {
-			n++
-		}
-	}
-	return n, nil
+	return o.advanceFound(ctx, stuckTasksSQL, o.cfg.StuckThreshold.Seconds(), "recovery", "stuck tasks")
 }
 
 const orphanResultsSQL = `
