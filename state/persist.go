@@ -154,66 +154,14 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 		}
 	}
 
-	meta := map[string]any{
-		"event":     string(eventJSON),
-		"timestamp": rfc3339(opts.Timestamp),
-	}
-	if opts.WorkerUUID != uuid.Nil {
-		meta["worker_uuid"] = opts.WorkerUUID.String()
-	}
-	if opts.CorrelationID != uuid.Nil {
-		meta["correlation_id"] = opts.CorrelationID.String()
-	}
-	metaJSON, err := json.Marshal(meta)
-	if err != nil {
-		return nil, fmt.Errorf("state: encode step transition metadata: %w", err)
-	}
-
-	// Retire the head, insert the new row and update the step's flags in one round trip.
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
-	}
-	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: from, To: to, SortKey: maxKey + 1, MostRecent: true, Metadata: metaJSON}
+	head := StepHead{StepUUID: stepUUID, State: from, SortKey: maxKey}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
-		 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID)
-	b.Queue(insertStepTransitionSQL, id, stepUUID, string(to), string(from), string(metaJSON), maxKey+1)
-	actionSQL, actionArgs := stepActionSQL(stepUUID, from, to, ev)
-	claim := opts.ClaimAttempt && to == StepInProgress
-	if claim {
-		actionSQL = `UPDATE tasker.workflow_steps
-		    SET in_process = true, attempts = COALESCE(attempts, 0) + 1,
-		        last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
-		  WHERE workflow_step_uuid = $1 RETURNING attempts`
-		actionArgs = []any{stepUUID}
+	tr, err := queueStepWrites(b, head, to, ev, eventJSON, opts)
+	if err != nil {
+		return nil, err
 	}
-	if actionSQL != "" {
-		b.Queue(actionSQL, actionArgs...)
-	}
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("state: retire step %s transition: %w", stepUUID, err)
-	}
-	if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
-		if isUniqueViolation(err, stepMostRecentIndex) {
-			return nil, fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
-		}
-		return nil, fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
-	}
-	switch {
-	case claim:
-		if err := br.QueryRow().Scan(&tr.Attempts); err != nil {
-			return nil, fmt.Errorf("state: claim step %s: %w", stepUUID, err)
-		}
-	case actionSQL != "":
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("state: update step %s flags for %s: %w", stepUUID, to, err)
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("state: step %s transition: %w", stepUUID, err)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
 	return tr, nil
 }

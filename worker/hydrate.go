@@ -23,24 +23,24 @@ var (
 	errTemplateEmpty = errors.New("named task has no template configuration")
 )
 
-// stepRow is what the claim transaction reads about a step in one statement.
+// stepRow is what the claim reads about a step in one statement.
 type stepRow struct {
 	seq           protocol.TaskSequenceStep
 	current       state.StepState
-	ageSeconds    float64 // since last_attempted_at, by the database clock; -1 when never attempted
+	head          state.StepHead // the step's most_recent transition (zero when it has none)
+	ageSeconds    float64        // since last_attempted_at, by the database clock; -1 when never attempted
 	namedTaskUUID uuid.UUID
 	templateAt    time.Time
-	configuration []byte
 }
 
 // lockStepSQL locks the step row first: in READ COMMITTED a statement that waits for a lock still
 // reads with the snapshot it started with, so the state must be read by a later statement.
 const lockStepSQL = `SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_uuid = $1 FOR NO KEY UPDATE`
 
-// loadStepSQL reads the step, its task, names, template and current state once the row is
-// locked, so the claim decision and the transitions it leads to see one consistent state.
-const loadStepSQL = `
-SELECT ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
+// stepColumns and stepJoins hydrate a step row aliased ws: the step, its task, names and the
+// template's version (named_tasks.updated_at); scanStep reads them.
+const (
+	stepColumns = `ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
        COALESCE(ws.inputs->>'__template_step_name', ns.name),
        ws.retryable, ws.max_attempts, ws.in_process, ws.processed, ws.processed_at, ws.attempts,
        ws.last_attempted_at, ws.backoff_request_seconds, ws.inputs, ws.results, ws.checkpoint,
@@ -49,18 +49,59 @@ SELECT ws.workflow_step_uuid, ws.task_uuid, ws.named_step_uuid, ns.name,
        t.named_task_uuid, t.complete, t.requested_at, t.initiator, t.source_system, t.reason, t.tags,
        t.context, t.identity_hash, t.priority, t.created_at, t.updated_at, t.correlation_id,
        t.parent_correlation_id,
-       nt.name, nt.version, tn.name, nt.updated_at,
-       (SELECT tr.to_state FROM tasker.workflow_step_transitions tr
-         WHERE tr.workflow_step_uuid = ws.workflow_step_uuid AND tr.most_recent
-         ORDER BY tr.sort_key DESC LIMIT 1)
-  FROM tasker.workflow_steps ws
+       nt.name, nt.version, tn.name, nt.updated_at`
+	stepJoins = `
   JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
   JOIN tasker.tasks t ON t.task_uuid = ws.task_uuid
   JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
+  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid`
+)
+
+// loadStepSQL reads the step with its head transition once the row is locked, so the claim
+// decision and the transitions it leads to see one consistent state.
+const loadStepSQL = `SELECT ` + stepColumns + `, h.to_state, h.workflow_step_transition_uuid, h.sort_key
+  FROM tasker.workflow_steps ws` + stepJoins + `
+  LEFT JOIN LATERAL (SELECT tr.to_state, tr.workflow_step_transition_uuid, tr.sort_key
+                       FROM tasker.workflow_step_transitions tr
+                      WHERE tr.workflow_step_uuid = ws.workflow_step_uuid AND tr.most_recent
+                      ORDER BY tr.sort_key DESC LIMIT 1) h ON true
  WHERE ws.workflow_step_uuid = $1`
 
+// loadStep locks the step and reads it (slow path: the fast claim did not apply).
 func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
+	var one int
+	if err := tx.QueryRow(ctx, lockStepSQL, stepUUID).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+		return nil, errStepNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("lock step %s: %w", stepUUID, err)
+	}
+	var (
+		cur      *string
+		headUUID uuid.NullUUID
+		headKey  *int
+	)
+	r, err := scanStep(tx.QueryRow(ctx, loadStepSQL, stepUUID), &cur, &headUUID, &headKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errStepNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load step %s: %w", stepUUID, err)
+	}
+	r.current = state.StepPending
+	if cur != nil {
+		if r.current, err = state.ParseStepState(*cur); err != nil {
+			return nil, err
+		}
+	}
+	r.head = state.StepHead{StepUUID: stepUUID, TransitionUUID: headUUID.UUID, State: r.current}
+	if headKey != nil {
+		r.head.SortKey = *headKey
+	}
+	return r, nil
+}
+
+// scanStep scans stepColumns, then extra.
+func scanStep(row pgx.Row, extra ...any) (*stepRow, error) {
 	var (
 		r                                    stepRow
 		ws                                   = &r.seq.WorkflowStep
@@ -68,17 +109,10 @@ func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		processedAt, lastAttempted           *time.Time
 		wsCreated, wsUpdated                 time.Time
 		requestedAt, taskCreated, taskUpdate time.Time
-		cur                                  *string
 		inputs, results, checkpoint          []byte
 		tags, taskContext                    []byte
 	)
-	var one int
-	if err := tx.QueryRow(ctx, lockStepSQL, stepUUID).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-		return nil, errStepNotFound
-	} else if err != nil {
-		return nil, fmt.Errorf("lock step %s: %w", stepUUID, err)
-	}
-	err := tx.QueryRow(ctx, loadStepSQL, stepUUID).Scan(
+	dest := append([]any{
 		&ws.WorkflowStepUUID, &ws.TaskUUID, &ws.NamedStepUUID, &ws.Name, &ws.TemplateStepName,
 		&ws.Retryable, &ws.MaxAttempts, &ws.InProcess, &ws.Processed, &processedAt, &ws.Attempts,
 		&lastAttempted, &ws.BackoffRequestSeconds, &inputs, &results, &checkpoint,
@@ -86,13 +120,10 @@ func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		&task.NamedTaskUUID, &task.Complete, &requestedAt, &task.Initiator, &task.SourceSystem, &task.Reason, &tags,
 		&taskContext, &task.IdentityHash, &task.Priority, &taskCreated, &taskUpdate, &task.CorrelationID,
 		&task.ParentCorrelationID,
-		&r.seq.Task.TaskName, &r.seq.Task.TaskVersion, &r.seq.Task.NamespaceName, &r.templateAt, &cur,
-	)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errStepNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load step %s: %w", stepUUID, err)
+		&r.seq.Task.TaskName, &r.seq.Task.TaskVersion, &r.seq.Task.NamespaceName, &r.templateAt,
+	}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
 	}
 	task.TaskUUID = ws.TaskUUID
 	task.RequestedAt = protocol.NewNaiveTime(requestedAt)
@@ -110,23 +141,23 @@ func loadStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		ws.LastAttemptedAt = &t
 	}
 	r.namedTaskUUID = task.NamedTaskUUID
-	r.current = state.StepPending
-	if cur != nil {
-		if r.current, err = state.ParseStepState(*cur); err != nil {
-			return nil, err
-		}
-	}
 	return &r, nil
 }
 
 // loadDependencyResults returns the results of finished ancestors keyed by step name, as
 // tasker-core's get_results_map does (the farther duplicate wins; unfinished ones are skipped).
 func loadDependencyResults(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (map[string]protocol.StepExecutionResult, error) {
-	rows, err := tx.Query(ctx, `SELECT step_name, results FROM tasker.get_step_transitive_dependencies($1)
-		WHERE processed AND results IS NOT NULL ORDER BY distance, workflow_step_uuid`, stepUUID)
+	rows, err := tx.Query(ctx, dependencyResultsSQL, stepUUID)
 	if err != nil {
 		return nil, fmt.Errorf("load dependency results: %w", err)
 	}
+	return scanDependencyResults(rows)
+}
+
+const dependencyResultsSQL = `SELECT step_name, results FROM tasker.get_step_transitive_dependencies($1)
+	WHERE processed AND results IS NOT NULL ORDER BY distance, workflow_step_uuid`
+
+func scanDependencyResults(rows pgx.Rows) (map[string]protocol.StepExecutionResult, error) {
 	defer rows.Close()
 	out := map[string]protocol.StepExecutionResult{}
 	for rows.Next() {
@@ -158,7 +189,7 @@ type cachedTemplate struct {
 
 // stepDefinition finds the template step named name for the named task, reading
 // named_tasks.configuration only when the cache is cold or stale.
-func (c *templateCache) stepDefinition(ctx context.Context, q pgx.Tx, namedTask uuid.UUID, at time.Time, name string) (protocol.StepDefinition, error) {
+func (c *templateCache) stepDefinition(ctx context.Context, q state.Querier, namedTask uuid.UUID, at time.Time, name string) (protocol.StepDefinition, error) {
 	c.mu.Lock()
 	ct, ok := c.m[namedTask]
 	c.mu.Unlock()

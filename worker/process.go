@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
@@ -35,7 +35,8 @@ const ArchiveReasonHeader = "x-tasker-archive-reason"
 type claim struct {
 	queue   string
 	msgID   int64
-	attempt int32 // attempts after the claim: the fencing token for completion
+	attempt int32          // attempts after the claim
+	head    state.StepHead // the in_progress transition the claim wrote: the fencing token for completion
 	seq     protocol.TaskSequenceStep
 	timeout time.Duration
 	headers json.RawMessage // the message's PGMQ headers (W3C trace context)
@@ -54,7 +55,10 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 	}
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
 
-	c, err := w.claim(ctx, q, msg, sm, log)
+	c, claimed, err := w.claimFast(ctx, q, msg, sm, log)
+	if err == nil && !claimed {
+		c, err = w.claim(ctx, q, msg, sm, log)
+	}
 	if err != nil {
 		w.metrics.dbErrors.Add(1)
 		log.Error("claim failed; message will be redelivered after its visibility timeout", "error", err)
@@ -67,7 +71,78 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 	w.execute(ctx, c, log)
 }
 
-// claim decides what to do with a step message inside one transaction:
+// claimFast claims an enqueued step in one round trip: state.ClaimQuery (which also hydrates the
+// step) and the dependency results in one batch, committed by the batch's implicit transaction.
+// claimed is false, with nothing written, for anything but an enqueued step of the message's
+// task; claim then decides under the row lock. A claimed step it cannot run (no template step,
+// unreadable dependency results) is reported failed at once, so c is nil with claimed true.
+func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, log *slog.Logger) (c *claim, claimed bool, err error) {
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
+	defer cancel()
+	sql, args, tr, err := state.ClaimQuery(sm.StepUUID, sm.TaskUUID, stepColumns, stepJoins, state.TransitionOptions{})
+	if err != nil {
+		return nil, false, err
+	}
+	var (
+		row    *stepRow
+		deps   map[string]protocol.StepExecutionResult
+		depErr error
+	)
+	b := &pgx.Batch{}
+	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		var err error
+		row, err = scanStep(br.QueryRow(), &tr.Attempts, &tr.SortKey, &tr.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("claim step %s: %w", sm.StepUUID, err)
+		}
+		claimed = true
+		return nil
+	}
+	b.Queue(dependencyResultsSQL, sm.StepUUID).Fn = func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("load dependency results: %w", err)
+		}
+		deps, depErr = scanDependencyResults(rows)
+		return nil
+	}
+	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil || !claimed {
+		return nil, false, err
+	}
+	row.current = state.StepEnqueued
+	row.seq.DependencyResults = deps
+	c = &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, head: tr.Head(), seq: row.seq, headers: msg.Headers}
+	def, err := w.templates.stepDefinition(dbctx, w.pool, row.namedTaskUUID, row.templateAt, row.seq.WorkflowStep.TemplateStepName)
+	var failure string
+	switch {
+	case errors.Is(err, errTemplateStep) || errors.Is(err, errTemplateEmpty):
+		log.Error("no template step definition for step", "error", err)
+		failure = "Step definition not found: " + err.Error()
+	case err != nil:
+		log.Error("step claimed but its template could not be read; it will be recovered after its timeout", "error", err)
+		return nil, true, err
+	case depErr != nil:
+		log.Error("dependency results cannot be decoded", "error", depErr)
+		failure = "Dependency results cannot be decoded: " + depErr.Error()
+	}
+	if failure != "" {
+		c.seq.StepDefinition = def
+		res := protocol.Failure(sm.StepUUID, failure, handlers.ErrorTypeHandlerNotFound, "", false, 0, nil)
+		if depErr != nil && err == nil {
+			res = protocol.Failure(sm.StepUUID, failure, handlers.ErrorTypeSerialization, "", false, 0, nil)
+		}
+		return nil, true, w.finish(ctx, c, res, ReasonNoTemplate)
+	}
+	c.seq.StepDefinition = def
+	c.timeout = w.stepTimeout(def)
+	return c, true, nil
+}
+
+// claim is the slow path, for messages the fast claim did not apply to; it decides what to do
+// under the step row lock, in one transaction:
 //   - enqueued (or legacy pending): move to in_progress, attempts+1, hydrate; the message stays
 //     (invisible, extended while the handler runs) until completion deletes it;
 //   - in_progress past its timeout plus grace: the previous owner is gone, so report a retryable
@@ -75,8 +150,8 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 //   - in_progress within its timeout: another live worker owns it; leave the message alone;
 //   - anything else, or a step that does not exist: archive the message with the reason.
 //
-// Invariant: a step is in_progress with attempts = N for exactly one claim, and only the holder
-// of that claim (N) can complete it.
+// Invariant: a step is in_progress for exactly one claim (the in_progress transition it wrote),
+// and only the holder of that claim can complete it.
 func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, log *slog.Logger) (*claim, error) {
 	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
 	defer cancel()
@@ -163,21 +238,27 @@ func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm prot
 	if err := tx.Commit(dbctx); err != nil {
 		return nil, err
 	}
-	return &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, seq: row.seq, timeout: timeout, headers: msg.Headers}, nil
+	return &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, head: tr.Head(), seq: row.seq, timeout: timeout, headers: msg.Headers}, nil
 }
 
 // failWithoutRunning reports res for a step without running a handler (recovery of an abandoned
 // step, or a step no template describes): claim it first when it is still claimable, then the
 // same completion writes as a handler failure, and archive the message with reason.
 func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, msgID int64, row *stepRow, res protocol.StepExecutionResult, reason string) error {
-	stepUUID := row.seq.WorkflowStep.WorkflowStepUUID
+	head := row.head
 	if row.current.IsClaimable() {
-		if _, err := state.TransitionStep(ctx, tx, stepUUID, state.StepEvent{Type: state.StepEventStart},
-			state.TransitionOptions{ExpectFrom: []state.StepState{row.current}, ClaimAttempt: true}); err != nil {
+		tr, err := state.TransitionStep(ctx, tx, head.StepUUID, state.StepEvent{Type: state.StepEventStart},
+			state.TransitionOptions{ExpectFrom: []state.StepState{row.current}, ClaimAttempt: true})
+		if err != nil {
 			return err
 		}
+		head = tr.Head()
 	}
-	if err := w.writeResult(ctx, tx, row.seq, res); err != nil {
+	b := &pgx.Batch{}
+	if err := w.queueResult(b, head, row.seq, res); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	if err := w.archiveTx(ctx, tx, q, msgID, reason, res.Error.Message); err != nil {
@@ -186,10 +267,10 @@ func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, ms
 	return tx.Commit(ctx)
 }
 
-// writeResult is the heart of completion: transition in_progress -> enqueued(_as_error)_for_
-// orchestration with the result in metadata and workflow_steps.results, then notify
-// orchestration_step_results, all on the caller's transaction.
-func (w *Worker) writeResult(ctx context.Context, tx pgx.Tx, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error {
+// queueResult queues the heart of completion on b: the transition from head (the claim) to
+// enqueued(_as_error)_for_orchestration with the result in metadata and workflow_steps.results,
+// and the message to orchestration_step_results.
+func (w *Worker) queueResult(b *pgx.Batch, head state.StepHead, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error {
 	data, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
@@ -199,16 +280,16 @@ func (w *Worker) writeResult(ctx context.Context, tx pgx.Tx, seq protocol.TaskSe
 		ev.Type = state.StepEventEnqueueAsErrorForOrchestration
 	}
 	task := seq.Task.Task
-	if _, err := state.TransitionStep(ctx, tx, res.StepUUID, ev, state.TransitionOptions{
+	if _, err := state.QueueStepTransition(b, head, ev, state.TransitionOptions{
 		ExpectFrom:    []state.StepState{state.StepInProgress},
 		WorkerUUID:    w.workerUUID,
 		CorrelationID: task.CorrelationID,
 	}); err != nil {
 		return err
 	}
-	if _, err := w.queue.SendWithNotify(ctx, tx, w.resultsQueue, protocol.StepMessage{
+	if err := w.queue.QueueSendWithNotify(b, w.resultsQueue, protocol.StepMessage{
 		TaskUUID: task.TaskUUID, StepUUID: res.StepUUID, CorrelationID: task.CorrelationID,
-	}, 0); err != nil {
+	}, 0, nil); err != nil {
 		return fmt.Errorf("notify orchestration: %w", err)
 	}
 	return nil
@@ -218,28 +299,54 @@ func (w *Worker) writeResult(ctx context.Context, tx pgx.Tx, seq protocol.TaskSe
 // and possibly claimed again); the result must not be applied.
 var errLateCompletion = errors.New("late completion rejected: the step is no longer held by this claim")
 
-// complete persists the handler's result in ONE transaction: fence on the claim (state
-// in_progress and attempts unchanged), transition with the result, workflow_steps.results, the
-// orchestration notification, the domain events declared durable, and the delete of the
-// consumed message. A crash at any point leaves either nothing or everything.
+// complete persists the handler's result and deletes the consumed message.
 func (w *Worker) complete(ctx context.Context, c *claim, res protocol.StepExecutionResult) error {
+	return w.finish(ctx, c, res, "")
+}
+
+// finish persists res for claim c in ONE transaction: the transition fenced on the claim's head
+// (state.QueueStepTransition), workflow_steps.results, the orchestration notification, the
+// domain events declared durable, and the consumed message's deletion (or, with a reason, its
+// archiving). A crash at any point leaves either nothing or everything. Without durable events
+// or a reason it is one round trip: a batch sent outside a transaction commits as a whole.
+func (w *Worker) finish(ctx context.Context, c *claim, res protocol.StepExecutionResult, reason string) error {
+	b := &pgx.Batch{}
+	if err := w.queueResult(b, c.head, c.seq, res); err != nil {
+		return err
+	}
+	if reason == "" {
+		if err := w.queue.QueueDelete(b, c.queue, c.msgID, nil); err != nil {
+			return err
+		}
+	}
+	durable := w.events != nil && len(c.seq.StepDefinition.PublishesEvents) > 0
+	if reason == "" && !durable {
+		dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return fenced(w.pool.SendBatch(dbctx, b).Close())
+	}
 	return w.inTx(ctx, 30*time.Second, func(ctx context.Context, tx pgx.Tx) error {
-		if err := w.fence(ctx, tx, c); err != nil {
-			return err
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fenced(err)
 		}
-		if err := w.writeResult(ctx, tx, c.seq, res); err != nil {
-			return err
-		}
-		if w.events != nil {
+		if durable {
 			if err := w.events.PublishDurable(ctx, tx, c.seq, res); err != nil {
 				return fmt.Errorf("durable domain events: %w", err)
 			}
 		}
-		if _, err := w.queue.DeleteTx(ctx, tx, c.queue, c.msgID); err != nil {
-			return fmt.Errorf("delete message: %w", err)
+		if reason != "" {
+			return w.archiveTx(ctx, tx, c.queue, c.msgID, reason, res.Error.Message)
 		}
 		return nil
 	})
+}
+
+// fenced turns a lost fence (the claim's head was superseded) into errLateCompletion.
+func fenced(err error) error {
+	if errors.Is(err, state.ErrConcurrentTransition) {
+		return fmt.Errorf("%w: %w", errLateCompletion, err)
+	}
+	return err
 }
 
 // inTx runs fn in a transaction that commits when fn succeeds. It is detached from ctx's
@@ -258,26 +365,6 @@ func (w *Worker) inTx(ctx context.Context, timeout time.Duration, fn func(ctx co
 	return tx.Commit(dbctx)
 }
 
-// fence locks the step and checks this claim still holds it.
-func (w *Worker) fence(ctx context.Context, tx pgx.Tx, c *claim) error {
-	var attempts *int32
-	var cur *string
-	err := tx.QueryRow(ctx, `SELECT ws.attempts,
-		(SELECT to_state FROM tasker.workflow_step_transitions tr WHERE tr.workflow_step_uuid = ws.workflow_step_uuid AND tr.most_recent)
-		FROM tasker.workflow_steps ws WHERE ws.workflow_step_uuid = $1 FOR NO KEY UPDATE`, c.seq.WorkflowStep.WorkflowStepUUID).Scan(&attempts, &cur)
-	if err != nil {
-		return fmt.Errorf("fence: %w", err)
-	}
-	if attempts == nil || *attempts != c.attempt || cur == nil || *cur != string(state.StepInProgress) {
-		got := "none"
-		if cur != nil {
-			got = *cur
-		}
-		return fmt.Errorf("%w (state %s, attempts %v, claimed attempt %d)", errLateCompletion, got, deref(attempts), c.attempt)
-	}
-	return nil
-}
-
 // persistCheckpoint stores a yield's progress (appending the cursor to history) while this
 // claim still holds the step.
 func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.CheckpointYieldData) error {
@@ -289,18 +376,31 @@ func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.Che
 	if len(cursor) == 0 {
 		cursor = json.RawMessage("null")
 	}
-	return w.inTx(ctx, 10*time.Second, func(ctx context.Context, tx pgx.Tx) error {
-		if err := w.fence(ctx, tx, c); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps
-		   SET checkpoint = jsonb_set($2::jsonb, '{history}',
-		         COALESCE(checkpoint->'history', '[]'::jsonb)
-		           || jsonb_build_array(jsonb_build_object('cursor', $3::jsonb, 'timestamp', to_jsonb(now())))),
-		       updated_at = NOW()
-		 WHERE workflow_step_uuid = $1`, c.seq.WorkflowStep.WorkflowStepUUID, rec, []byte(cursor))
-		return err
+	// The step row lock comes first, so the check below reads after any transition that held it.
+	b := &pgx.Batch{}
+	b.Queue(lockStepSQL, c.head.StepUUID)
+	var ct pgconn.CommandTag
+	b.Queue(`UPDATE tasker.workflow_steps
+	   SET checkpoint = jsonb_set($2::jsonb, '{history}',
+	         COALESCE(checkpoint->'history', '[]'::jsonb)
+	           || jsonb_build_array(jsonb_build_object('cursor', $3::jsonb, 'timestamp', to_jsonb(now())))),
+	       updated_at = NOW()
+	 WHERE workflow_step_uuid = $1
+	   AND EXISTS (SELECT 1 FROM tasker.workflow_step_transitions
+	                WHERE workflow_step_transition_uuid = $4 AND most_recent)`,
+		c.head.StepUUID, rec, []byte(cursor), c.head.TransitionUUID).Exec(func(tag pgconn.CommandTag) error {
+		ct = tag
+		return nil
 	})
+	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil {
+		return err
+	}
+	if ct.RowsAffected() == 0 {
+		return errLateCompletion
+	}
+	return nil
 }
 
 // archive moves a message to the archive with a reason header, outside any other transaction.
@@ -348,13 +448,6 @@ func mustJSON(v any) json.RawMessage {
 	return b
 }
 
-func deref(p *int32) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
 func truncateForLog(b []byte) string {
 	const max = 512
 	if len(b) > max {
@@ -362,5 +455,3 @@ func truncateForLog(b []byte) string {
 	}
 	return string(b)
 }
-
-var _ = uuid.Nil

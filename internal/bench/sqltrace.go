@@ -12,7 +12,7 @@ import (
 )
 
 // sqlCounter is a pgx tracer counting what one pool sends: statements, round trips (a pipelined
-// batch is one), transactions begun, and with detail on, calls and client-side time per SQL text.
+// batch is one), transactions (explicit, or a multi-statement batch committed on its own), and with detail on, calls and client-side time per SQL text.
 // Statements that pgx prepares for its statement cache cost one more round trip each; they are
 // counted apart (prepares) and happen once per connection and SQL text.
 type sqlCounter struct {
@@ -61,9 +61,13 @@ func (c *sqlCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.Trace
 	}
 }
 
-// TraceBatchStart counts one round trip for the whole batch.
-func (c *sqlCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+// TraceBatchStart counts one round trip for the whole batch, and a transaction when the batch
+// runs outside one (it then commits as a whole: an implicit transaction).
+func (c *sqlCounter) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
 	c.roundTrips.Add(1)
+	if conn != nil && conn.PgConn().TxStatus() == 'I' && data.Batch != nil && data.Batch.Len() > 1 {
+		c.begins.Add(1)
+	}
 	if !c.detail {
 		return ctx
 	}

@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/integration/testdb"
+	"github.com/tasker-go/tasker/state"
+)
+
+// stClaimColumns is the smallest select list ClaimQuery can carry.
+const stClaimColumns = `ws.workflow_step_uuid, ws.attempts`
+
+// stClaim runs one ClaimQuery in a batch outside a transaction (its implicit transaction) and
+// reports whether it claimed, with the pre-claim attempts and the transition it wrote.
+func stClaim(ctx context.Context, q interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, step, task uuid.UUID) (claimed bool, before *int32, tr *state.StepTransition, err error) {
+	sql, args, tr, err := state.ClaimQuery(step, task, stClaimColumns, "", state.TransitionOptions{})
+	if err != nil {
+		return false, nil, nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		var id uuid.UUID
+		err := br.QueryRow().Scan(&id, &before, &tr.Attempts, &tr.SortKey, &tr.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		claimed = err == nil
+		return err
+	}
+	err = q.SendBatch(ctx, b).Close()
+	return claimed, before, tr, err
+}
+
+// ClaimQuery claims an enqueued step exactly as TransitionStep(Start, ClaimAttempt) does, and
+// writes nothing for a step that is not enqueued or not the given task's.
+func TestStateClaimQuery(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	f := newTaskWithSteps(t, pool, "state_claimq", []string{"a", "b"}, [][2]string{{"a", "b"}})
+	initTransitions(t, pool, f)
+	a, b := f.Step(t, "a"), f.Step(t, "b")
+
+	// b is pending: nothing claimed, nothing written.
+	before := stSnapshot(ctx, t, pool, f, b)
+	if claimed, _, _, err := stClaim(ctx, pool, b, f.TaskUUID); err != nil || claimed {
+		t.Fatalf("claim of a pending step: claimed=%v err=%v", claimed, err)
+	}
+	if after := stSnapshot(ctx, t, pool, f, b); after != before {
+		t.Fatalf("pending step changed by a refused claim:\n%+v\n%+v", before, after)
+	}
+
+	stMoveStep(ctx, t, pool, a, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	// The wrong task: nothing.
+	if claimed, _, _, err := stClaim(ctx, pool, a, uuid.New()); err != nil || claimed {
+		t.Fatalf("claim under another task: claimed=%v err=%v", claimed, err)
+	}
+	claimed, pre, tr, err := stClaim(ctx, pool, a, f.TaskUUID)
+	if err != nil || !claimed {
+		t.Fatalf("claim of an enqueued step: claimed=%v err=%v", claimed, err)
+	}
+	if pre != nil || tr.Attempts != 1 || tr.SortKey != 3 {
+		t.Errorf("claim returned attempts before %v, after %d, sort_key %d; want nil, 1, 3", pre, tr.Attempts, tr.SortKey)
+	}
+	rows := stCheckStepHistory(ctx, t, pool, a)
+	if len(rows) != 3 || rows[2].UUID != tr.UUID || rows[2].From != state.StepEnqueued || rows[2].To != state.StepInProgress {
+		t.Fatalf("history after claim: %+v", rows)
+	}
+	if m := stDecodeMeta(t, rows[2].Metadata); m["event"] != `{"type":"Start"}` {
+		t.Errorf("claim metadata event %v", m["event"])
+	}
+	if fl := stReadStepFlags(ctx, t, pool, a); !fl.InProcess || fl.Attempts == nil || *fl.Attempts != 1 {
+		t.Errorf("flags after claim: %+v", fl)
+	}
+	// A second claim finds the step in_progress.
+	if claimed, _, _, err := stClaim(ctx, pool, a, f.TaskUUID); err != nil || claimed {
+		t.Fatalf("second claim: claimed=%v err=%v", claimed, err)
+	}
+}
+
+// 50 claimers race ClaimQuery on one enqueued step: exactly one claims it.
+func TestStateClaimQueryConcurrent(t *testing.T) {
+	const racers = 50
+	url, pool := testdb.New(t)
+	ctx := context.Background()
+	f := newTaskWithSteps(t, pool, "state_claimq_race", []string{"only"}, nil)
+	initTransitions(t, pool, f)
+	step := f.Step(t, "only")
+	stMoveStep(ctx, t, pool, step, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	rp := stRacePool(t, url, racers)
+	var wins atomic.Int32
+	errs := stRace(racers, func() error {
+		claimed, _, _, err := stClaim(ctx, rp, step, f.TaskUUID)
+		if claimed {
+			wins.Add(1)
+		}
+		return err
+	})
+	for k, err := range errs {
+		if err != nil {
+			t.Errorf("racer %d: %v", k, err)
+		}
+	}
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d claims succeeded, want exactly 1", n)
+	}
+	rows := stCheckStepHistory(ctx, t, pool, step)
+	if len(rows) != 3 || rows[2].To != state.StepInProgress {
+		t.Fatalf("history %+v, want pending, enqueued, in_progress", rows)
+	}
+	if fl := stReadStepFlags(ctx, t, pool, step); fl.Attempts == nil || *fl.Attempts != 1 {
+		t.Errorf("attempts after the race: %v", fl.Attempts)
+	}
+}
+
+// QueueStepTransition from the claim's head completes the step in one batch; from a head that
+// is no longer the step's, the batch fails with ErrConcurrentTransition and everything it
+// carried is rolled back.
+func TestStateQueueStepTransitionFence(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	f := newTaskWithSteps(t, pool, "state_fence", []string{"a"}, nil)
+	initTransitions(t, pool, f)
+	a := f.Step(t, "a")
+	stMoveStep(ctx, t, pool, a, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	claim := stMoveStep(ctx, t, pool, a, state.StepEventOf(state.StepEventStart), state.TransitionOptions{ClaimAttempt: true})
+
+	// A stale head: the claim was superseded (recovered: in_progress → error-for-orchestration
+	// by someone else). The batch also carries an unrelated write that must roll back.
+	stale := claim.Head()
+	stMoveStep(ctx, t, pool, a, stStepEventFor(state.StepEventEnqueueAsErrorForOrchestration, a, 1), state.TransitionOptions{})
+	before := stSnapshot(ctx, t, pool, f, a)
+	b := &pgx.Batch{}
+	if _, err := state.QueueStepTransition(b, stale, stStepEventFor(state.StepEventEnqueueForOrchestration, a, 7), state.TransitionOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.Queue(`UPDATE tasker.tasks SET reason = 'must roll back' WHERE task_uuid = $1`, f.TaskUUID)
+	err := pool.SendBatch(ctx, b).Close()
+	if !errors.Is(err, state.ErrConcurrentTransition) {
+		t.Fatalf("stale head: err = %v, want ErrConcurrentTransition", err)
+	}
+	if after := stSnapshot(ctx, t, pool, f, a); after != before {
+		t.Fatalf("a fenced-off batch wrote:\n%+v\n%+v", before, after)
+	}
+	var reason *string
+	if err := pool.QueryRow(ctx, `SELECT reason FROM tasker.tasks WHERE task_uuid = $1`, f.TaskUUID).Scan(&reason); err != nil || (reason != nil && *reason == "must roll back") {
+		t.Fatalf("the batch's other write survived: %v %v", reason, err)
+	}
+
+	// The live head: one batch completes the step, inside a caller's transaction too.
+	g := newTaskWithSteps(t, pool, "state_fence", []string{"b"}, nil)
+	initTransitions(t, pool, g)
+	bs := g.Step(t, "b")
+	stMoveStep(ctx, t, pool, bs, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	live := stMoveStep(ctx, t, pool, bs, state.StepEventOf(state.StepEventStart), state.TransitionOptions{ClaimAttempt: true})
+	var tr *state.StepTransition
+	err = stInTx(ctx, pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		var err error
+		if tr, err = state.QueueStepTransition(b, live.Head(), stStepEventFor(state.StepEventEnqueueForOrchestration, bs, 7), state.TransitionOptions{}); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := stCheckStepHistory(ctx, t, pool, bs)
+	if len(rows) != 4 || rows[3].UUID != tr.UUID || rows[3].To != state.StepEnqueuedForOrchestration || tr.CreatedAt.IsZero() {
+		t.Fatalf("history %+v (transition %+v)", rows, tr)
+	}
+	if fl := stReadStepFlags(ctx, t, pool, bs); fl.InProcess || fl.Results == nil || !stJSONEqual(*fl.Results, string(stStepResult(bs, true, 7))) {
+		t.Errorf("flags after completion: %+v", fl)
+	}
+
+	// Transitions that read the parents' states are refused.
+	if _, err := state.QueueStepTransition(&pgx.Batch{}, state.StepHead{StepUUID: bs, State: state.StepPending, SortKey: 1},
+		state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{}); err == nil {
+		t.Error("pending → enqueued queued without a dependency check")
+	}
+}

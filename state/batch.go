@@ -1,0 +1,206 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// StepHead is a step's most_recent transition as a caller knows it: the row its claim wrote, or
+// the head it read under the step row lock.
+type StepHead struct {
+	StepUUID uuid.UUID
+	// TransitionUUID is the head row; uuid.Nil means "whatever row is most_recent", which is
+	// only right while the caller holds the step row lock.
+	TransitionUUID uuid.UUID
+	State          StepState
+	SortKey        int
+}
+
+// Head is the StepHead this transition made.
+func (t *StepTransition) Head() StepHead {
+	return StepHead{StepUUID: t.StepUUID, TransitionUUID: t.UUID, State: t.To, SortKey: t.SortKey}
+}
+
+// QueueStepTransition queues on b the writes that move a step from head on ev: lock the step row,
+// retire head, insert the new head, update the step's flags. Nothing is read first, so the
+// transition travels in one round trip with whatever else b carries, in the caller's transaction
+// or in the implicit transaction of a batch sent outside one. The returned transition is filled
+// in (CreatedAt, Attempts) when b's results are read.
+//
+// Invariant kept: as TransitionStep. head works as a fencing token: when head is no longer the
+// step's most_recent transition as b runs (another writer moved the step), nothing is retired and
+// the insert meets the one-head-per-step unique index, so b fails with ErrConcurrentTransition
+// and everything else in its transaction is rolled back with it.
+//
+// Transitions guarded by the parents' states (pending → enqueued / in_progress) need a read;
+// they are refused here (use TransitionStep).
+func QueueStepTransition(b *pgx.Batch, head StepHead, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
+	if !ev.Type.Valid() {
+		return nil, fmt.Errorf("state: unknown step event type %q", ev.Type)
+	}
+	if !expectOK(opts.ExpectFrom, head.State) {
+		return nil, &InvalidTransitionError{Entity: EntityStep, ID: head.StepUUID, From: string(head.State),
+			Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
+	}
+	to, err := NextStepState(head.State, ev)
+	if err != nil {
+		return nil, &InvalidTransitionError{Entity: EntityStep, ID: head.StepUUID, From: string(head.State), Event: string(ev.Type)}
+	}
+	if stepNeedsDependencies(head.State, ev.Type) {
+		return nil, fmt.Errorf("state: %s on a %s step checks its dependencies; use TransitionStep", ev.Type, head.State)
+	}
+	eventJSON, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("state: encode step event: %w", err)
+	}
+	b.Queue(lockStepSQL, head.StepUUID).Fn = func(br pgx.BatchResults) error {
+		var one int
+		if err := br.QueryRow().Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrStepNotFound, head.StepUUID)
+		} else if err != nil {
+			return fmt.Errorf("state: lock step %s: %w", head.StepUUID, err)
+		}
+		return nil
+	}
+	return queueStepWrites(b, head, to, ev, eventJSON, opts)
+}
+
+// queueStepWrites queues retire + insert + flags for a validated transition from head to to.
+func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, eventJSON []byte, opts TransitionOptions) (*StepTransition, error) {
+	metaJSON, err := stepMetadata(eventJSON, opts)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	stepUUID, from := head.StepUUID, head.State
+	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: from, To: to, SortKey: head.SortKey + 1, MostRecent: true, Metadata: metaJSON}
+	if head.TransitionUUID == uuid.Nil {
+		b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
+			 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID).Fn = wrapExec("retire step %s transition", stepUUID)
+	} else {
+		b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
+			 WHERE workflow_step_transition_uuid = $1 AND most_recent`, head.TransitionUUID).Fn = wrapExec("retire step %s transition", stepUUID)
+	}
+	b.Queue(insertStepTransitionSQL, id, stepUUID, string(to), string(from), string(metaJSON), tr.SortKey).Fn = func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&tr.CreatedAt)
+		switch {
+		case err == nil:
+			return nil
+		case isUniqueViolation(err, stepMostRecentIndex):
+			return fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
+		default:
+			return fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
+		}
+	}
+	if opts.ClaimAttempt && to == StepInProgress {
+		b.Queue(claimFlagsSQL, stepUUID).Fn = func(br pgx.BatchResults) error {
+			if err := br.QueryRow().Scan(&tr.Attempts); err != nil {
+				return fmt.Errorf("state: claim step %s: %w", stepUUID, err)
+			}
+			return nil
+		}
+	} else if sql, args := stepActionSQL(stepUUID, from, to, ev); sql != "" {
+		b.Queue(sql, args...).Fn = wrapExec("update step %s flags", stepUUID)
+	}
+	return tr, nil
+}
+
+// claimFlagsSQL is a worker's claim of a step entering in_progress: in_process, attempts + 1 and
+// last_attempted_at in one row update.
+const claimFlagsSQL = `UPDATE tasker.workflow_steps
+    SET in_process = true, attempts = COALESCE(attempts, 0) + 1,
+        last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
+  WHERE workflow_step_uuid = $1 RETURNING attempts`
+
+func wrapExec(what string, id uuid.UUID) func(pgx.BatchResults) error {
+	return func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("state: "+what+": %w", id, err)
+		}
+		return nil
+	}
+}
+
+// stepMetadata is tasker-core's step transition metadata: the event (its JSON as a string),
+// an RFC 3339 timestamp, and the worker and correlation ids when given.
+func stepMetadata(eventJSON []byte, opts TransitionOptions) ([]byte, error) {
+	meta := map[string]any{
+		"event":     string(eventJSON),
+		"timestamp": rfc3339(opts.Timestamp),
+	}
+	if opts.WorkerUUID != uuid.Nil {
+		meta["worker_uuid"] = opts.WorkerUUID.String()
+	}
+	if opts.CorrelationID != uuid.Nil {
+		meta["correlation_id"] = opts.CorrelationID.String()
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("state: encode step transition metadata: %w", err)
+	}
+	return b, nil
+}
+
+// ClaimQuery builds one statement that claims an enqueued step of task taskUUID, and selects
+// selectList (over the locked step row, aliased ws, joined with joins) when, and only when, the
+// claim happened: lock the step row, retire its head if that head is enqueued, insert the
+// in_progress head, and set in_process, attempts + 1 and last_attempted_at. The select list sees
+// the step row as it was before the claim; three columns follow it: attempts after the claim,
+// the new head's sort_key and created_at. No row means nothing was written (the step is not
+// enqueued, is not the task's, or does not exist); the caller decides why with a locking read.
+//
+// Invariant kept: as TransitionStep, in one statement. Under concurrent claims the losers block
+// on the step row lock and then find the head already retired (the UPDATE re-checks the row
+// version it waited for), so exactly one claim inserts an in_progress head.
+func ClaimQuery(stepUUID, taskUUID uuid.UUID, selectList, joins string, opts TransitionOptions) (sql string, args []any, tr *StepTransition, err error) {
+	ev := StepEvent{Type: StepEventStart}
+	eventJSON, err := json.Marshal(ev)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("state: encode step event: %w", err)
+	}
+	metaJSON, err := stepMetadata(eventJSON, opts)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr = &StepTransition{UUID: id, StepUUID: stepUUID, From: StepEnqueued, To: StepInProgress, MostRecent: true, Metadata: metaJSON}
+	sql = `
+WITH ws AS (
+    SELECT * FROM tasker.workflow_steps
+     WHERE workflow_step_uuid = $1 AND task_uuid = $2
+       FOR NO KEY UPDATE),
+retired AS (
+    UPDATE tasker.workflow_step_transitions
+       SET most_recent = false, updated_at = NOW()
+     WHERE workflow_step_uuid = (SELECT workflow_step_uuid FROM ws)
+       AND most_recent AND to_state = 'enqueued'
+    RETURNING workflow_step_uuid),
+head AS (
+    INSERT INTO tasker.workflow_step_transitions
+           (workflow_step_transition_uuid, workflow_step_uuid, to_state, from_state, metadata,
+            sort_key, most_recent, created_at, updated_at)
+    SELECT $3, r.workflow_step_uuid, 'in_progress', 'enqueued', $4::jsonb,
+           (SELECT max(sort_key) FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = $1) + 1,
+           true, NOW(), NOW()
+      FROM retired r
+    RETURNING sort_key, created_at),
+claimed AS (
+    UPDATE tasker.workflow_steps
+       SET in_process = true, attempts = COALESCE(attempts, 0) + 1,
+           last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
+     WHERE workflow_step_uuid = $1 AND EXISTS (SELECT 1 FROM head)
+    RETURNING attempts)
+SELECT ` + selectList + `, claimed.attempts, head.sort_key, head.created_at
+  FROM ws CROSS JOIN claimed CROSS JOIN head ` + joins
+	return sql, []any{stepUUID, taskUUID, id, string(metaJSON)}, tr, nil
+}
