@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/protocol"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
@@ -63,27 +64,36 @@ func loadExecutionContext(ctx context.Context, q pgx.Tx, taskUUID uuid.UUID) (Ex
 	return ec, nil
 }
 
-// readyStep is a row of get_step_readiness_status with ready_for_execution.
+// readyStep is a row of get_step_readiness_status with ready_for_execution, and its head.
 type readyStep struct {
 	StepUUID uuid.UUID
 	Name     string
 	State    state.StepState
+	Head     state.StepHead
 }
 
 func loadReadySteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]readyStep, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT workflow_step_uuid, name, current_state
-		  FROM tasker.get_step_readiness_status($1)
-		 WHERE ready_for_execution
-		 ORDER BY workflow_step_uuid`, taskUUID)
+		SELECT r.workflow_step_uuid, r.name, r.current_state, h.workflow_step_transition_uuid, COALESCE(h.sort_key, 0)
+		  FROM tasker.get_step_readiness_status($1) r
+		  LEFT JOIN LATERAL (SELECT workflow_step_transition_uuid, sort_key
+		                       FROM tasker.workflow_step_transitions
+		                      WHERE workflow_step_uuid = r.workflow_step_uuid AND most_recent
+		                      ORDER BY sort_key DESC LIMIT 1) h ON true
+		 WHERE r.ready_for_execution
+		 ORDER BY r.workflow_step_uuid`, taskUUID)
 	if err != nil {
 		return nil, fmt.Errorf("orchestration: step readiness of %s: %w", taskUUID, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (readyStep, error) {
-		var s readyStep
-		var st string
-		err := r.Scan(&s.StepUUID, &s.Name, &st)
+		var (
+			s  readyStep
+			st string
+			id uuid.NullUUID
+		)
+		err := r.Scan(&s.StepUUID, &s.Name, &st, &id, &s.Head.SortKey)
 		s.State = state.StepState(st)
+		s.Head.StepUUID, s.Head.TransitionUUID, s.Head.State = s.StepUUID, id.UUID, s.State
 		return s, err
 	})
 	if err != nil {
@@ -123,49 +133,49 @@ const maxAdvanceHops = 12
 //
 // It runs on the caller's transaction, which holds the task row lock; it returns the state it
 // left the task in.
-func (o *Orchestrator) advance(ctx context.Context, tx pgx.Tx, task *taskRow, log *slog.Logger) (state.TaskState, error) {
-	move := func(ev state.TaskEvent, from state.TaskState, meta map[string]any) error {
-		_, err := state.TransitionTask(ctx, tx, task.TaskUUID, ev, state.TaskTransitionOptions{
-			ExpectFrom: []state.TaskState{from}, ProcessorUUID: o.cfg.ProcessorUUID, Metadata: meta,
-		})
-		if err != nil {
-			return fmt.Errorf("orchestration: task %s %s: %w", task.TaskUUID, ev, err)
-		}
-		return nil
-	}
+func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow, log *slog.Logger) (state.TaskState, error) {
 	final := map[string]any{"atomic_finalization": true}
+	var ec *ExecutionContext // valid until steps change
 	for range maxAdvanceHops {
-		cur, err := state.CurrentTaskState(ctx, tx, task.TaskUUID)
-		if err != nil {
-			return "", err
-		}
+		cur := task.Head.State
 		if cur.IsTerminal() || cur == state.TaskBlockedByFailures {
 			return cur, nil
 		}
-		ec, err := loadExecutionContext(ctx, tx, task.TaskUUID)
-		if err != nil {
-			return "", err
+		if ec == nil {
+			loaded, err := loadExecutionContext(ctx, tx, task.TaskUUID)
+			if err != nil {
+				return "", err
+			}
+			ec = &loaded
 		}
 		status := ec.ExecutionStatus
+		var err error
 		switch cur {
 		case state.TaskPending:
-			err = move(state.TaskEventOf(state.TaskEventStart), cur, nil)
+			err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventStart), nil)
 		case state.TaskInitializing:
 			switch status {
 			case ExecHasReadySteps:
-				err = move(state.ReadyStepsFound(uint32(ec.ReadySteps)), cur, nil)
+				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(ec.ReadySteps)), nil)
 			case ExecAllComplete:
-				err = move(state.TaskEventOf(state.TaskEventNoStepsFound), cur, final)
+				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventNoStepsFound), final)
 			case ExecProcessing:
-				err = move(state.ReadyStepsFound(0), cur, nil)
+				err = o.moveTask(tx, task, state.ReadyStepsFound(0), nil)
 			default:
-				err = move(state.TaskEventOf(state.TaskEventNoDependenciesReady), cur, nil)
+				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventNoDependenciesReady), nil)
 			}
 		case state.TaskEnqueuingSteps:
-			var ids []uuid.UUID
-			if ids, err = o.enqueueReadySteps(ctx, tx, task, log); err == nil {
-				err = move(state.StepsEnqueued(ids), cur, nil)
+			ids, err := o.enqueueReadySteps(ctx, tx, task, nil, log)
+			if err == nil {
+				err = o.moveTask(tx, task, state.StepsEnqueued(ids), nil)
 			}
+			if err != nil {
+				return "", err
+			}
+			if len(ids) > 0 {
+				return task.Head.State, nil // the steps just enqueued are in flight
+			}
+			ec = nil
 		case state.TaskStepsInProcess:
 			switch status {
 			case ExecProcessing:
@@ -183,31 +193,31 @@ func (o *Orchestrator) advance(ctx context.Context, tx pgx.Tx, task *taskRow, lo
 					}
 				}
 				if retry != uuid.Nil {
-					err = move(state.TaskEvent{Type: state.TaskEventStepFailed, StepUUID: retry}, cur, nil)
+					err = o.moveTask(tx, task, state.TaskEvent{Type: state.TaskEventStepFailed, StepUUID: retry}, nil)
 				} else {
 					// Pending steps became ready while others run: the task already is in
 					// steps_in_process, the state these steps lead to, so enqueue them in place.
-					_, err = o.enqueueReadySteps(ctx, tx, task, log)
+					_, err = o.enqueueReadySteps(ctx, tx, task, ready, log)
 					if err == nil {
 						return cur, nil
 					}
 				}
 			default:
-				err = move(state.TaskEventOf(state.TaskEventAllStepsCompleted), cur, nil)
+				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventAllStepsCompleted), nil)
 			}
 		case state.TaskEvaluatingResults:
 			switch status {
 			case ExecHasReadySteps:
-				err = move(state.ReadyStepsFound(uint32(ec.ReadySteps)), cur, nil)
+				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(ec.ReadySteps)), nil)
 			case ExecAllComplete:
-				err = move(state.TaskEventOf(state.TaskEventAllStepsSuccessful), cur, final)
+				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventAllStepsSuccessful), final)
 			case ExecBlockedByFailures:
-				err = move(state.TaskEventWithMessage(state.TaskEventPermanentFailure, blockedMessage), cur, final)
+				err = o.moveTask(tx, task, state.TaskEventWithMessage(state.TaskEventPermanentFailure, blockedMessage), final)
 			case ExecWaitingForDependencies:
-				err = move(state.TaskEventOf(state.TaskEventNoDependenciesReady), cur, nil)
-				if err == nil {
-					return state.TaskWaitingForDependencies, nil
+				if err := o.moveTask(tx, task, state.TaskEventOf(state.TaskEventNoDependenciesReady), nil); err != nil {
+					return "", err
 				}
+				return task.Head.State, nil
 			default:
 				return cur, nil
 			}
@@ -215,12 +225,12 @@ func (o *Orchestrator) advance(ctx context.Context, tx pgx.Tx, task *taskRow, lo
 			if status == ExecWaitingForDependencies || status == ExecProcessing {
 				return cur, nil
 			}
-			err = move(state.TaskEventOf(state.TaskEventDependenciesReady), cur, nil)
+			err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventDependenciesReady), nil)
 		case state.TaskWaitingForRetry:
 			if status == ExecWaitingForDependencies || status == ExecProcessing {
 				return cur, nil
 			}
-			err = move(state.TaskEventOf(state.TaskEventRetryReady), cur, nil)
+			err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventRetryReady), nil)
 		default:
 			return cur, nil
 		}
@@ -231,17 +241,33 @@ func (o *Orchestrator) advance(ctx context.Context, tx pgx.Tx, task *taskRow, lo
 	return "", fmt.Errorf("orchestration: task %s did not settle within %d transitions", task.TaskUUID, maxAdvanceHops)
 }
 
-// enqueueReadySteps dispatches every step of the task that get_step_readiness_status reports
-// ready: waiting_for_retry → pending (Retry), pending → enqueued (Enqueue, guarded by "all
-// parents complete"), then the three-uuid message to worker_<namespace>_queue with
-// pgmq_send_with_notify. Everything is on tx, so the transitions and the messages commit
-// together: a worker can never read a message for a step that is not yet enqueued, and a
-// rolled-back enqueue leaves no message behind. A step that cannot be moved (a concurrent
-// writer got there first) is skipped with a warning, as tasker-core does.
-func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx pgx.Tx, task *taskRow, log *slog.Logger) ([]uuid.UUID, error) {
-	ready, err := loadReadySteps(ctx, tx, task.TaskUUID)
+// moveTask queues the task's transition on ev from the head the lock holder knows, to be sent
+// with the transaction's next statement, and moves task.Head.
+func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent, meta map[string]any) error {
+	tr, err := state.QueueTaskTransition(tx.Pending(), task.Head, ev, state.TaskTransitionOptions{
+		ProcessorUUID: o.cfg.ProcessorUUID, Metadata: meta,
+	})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("orchestration: task %s %s: %w", task.TaskUUID, ev, err)
+	}
+	task.Head = tr.Head()
+	return nil
+}
+
+// enqueueReadySteps dispatches every step of the task that get_step_readiness_status reports
+// ready (ready, when the caller already read it): waiting_for_retry → pending (Retry), pending →
+// enqueued (Enqueue; the readiness read under the task lock is the dependency check), then the
+// three-uuid message to worker_<namespace>_queue with pgmq_send_with_notify. All of it is queued
+// on tx, so the transitions and the messages commit together: a worker can never read a message
+// for a step that is not yet enqueued, and a rolled-back enqueue leaves no message behind. Each
+// transition is fenced on the head the readiness read returned; a step moved meanwhile aborts
+// the transaction (ErrConcurrentTransition) and the work is retried.
+func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx *db.PipeTx, task *taskRow, ready []readyStep, log *slog.Logger) ([]uuid.UUID, error) {
+	if ready == nil {
+		var err error
+		if ready, err = loadReadySteps(ctx, tx, task.TaskUUID); err != nil {
+			return nil, err
+		}
 	}
 	if len(ready) == 0 {
 		return []uuid.UUID{}, nil
@@ -250,29 +276,33 @@ func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx pgx.Tx, task *t
 	if err := o.ensureQueue(ctx, q); err != nil {
 		return nil, err
 	}
+	b := tx.Pending()
 	ids := make([]uuid.UUID, 0, len(ready))
 	for _, s := range ready {
+		head := s.Head
 		if s.State == state.StepWaitingForRetry {
-			if _, err := state.TransitionStep(ctx, tx, s.StepUUID, state.StepEventOf(state.StepEventRetry),
-				state.TransitionOptions{ExpectFrom: []state.StepState{state.StepWaitingForRetry}}); err != nil {
+			tr, err := state.QueueStepTransition(b, head, state.StepEventOf(state.StepEventRetry),
+				state.TransitionOptions{ExpectFrom: []state.StepState{state.StepWaitingForRetry}})
+			if err != nil {
 				if skipRejected(err) {
 					log.Warn("step not retried: state changed", "step_uuid", s.StepUUID, "step_name", s.Name, "error", err)
 					continue
 				}
 				return nil, err
 			}
+			head = tr.Head()
 		}
-		if _, err := state.TransitionStep(ctx, tx, s.StepUUID, state.StepEventOf(state.StepEventEnqueue),
-			state.TransitionOptions{ExpectFrom: []state.StepState{state.StepPending}}); err != nil {
+		if _, err := state.QueueStepTransition(b, head, state.StepEventOf(state.StepEventEnqueue),
+			state.TransitionOptions{ExpectFrom: []state.StepState{state.StepPending}, DependenciesChecked: true}); err != nil {
 			if skipRejected(err) {
-				log.Warn("step not enqueued: state changed or dependencies unmet", "step_uuid", s.StepUUID, "step_name", s.Name, "error", err)
+				log.Warn("step not enqueued: state changed", "step_uuid", s.StepUUID, "step_name", s.Name, "error", err)
 				continue
 			}
 			return nil, err
 		}
-		if _, err := o.queue.SendWithNotify(ctx, tx, q, protocol.StepMessage{
+		if err := o.queue.QueueSendWithNotify(b, q, protocol.StepMessage{
 			TaskUUID: task.TaskUUID, StepUUID: s.StepUUID, CorrelationID: task.CorrelationID,
-		}, 0); err != nil {
+		}, 0, nil); err != nil {
 			return nil, fmt.Errorf("orchestration: dispatch step %s: %w", s.StepUUID, err)
 		}
 		ids = append(ids, s.StepUUID)

@@ -130,7 +130,7 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	if err := o.EnsureQueues(ctx); err != nil { // workers' results must have somewhere to go
 		return nil, err
 	}
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +216,8 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 			}
 		}
 	}
-	if _, err := state.InitTaskState(ctx, tx, out.TaskUUID, o.cfg.ProcessorUUID, nil); err != nil {
+	initTr, err := state.InitTaskState(ctx, tx, out.TaskUUID, o.cfg.ProcessorUUID, nil)
+	if err != nil {
 		return nil, err
 	}
 	stepIDs := make([]uuid.UUID, 0, len(out.Steps))
@@ -231,7 +232,7 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	}
 
 	task := &taskRow{TaskUUID: out.TaskUUID, NamedTaskUUID: namedTask, CorrelationID: in.correlationID,
-		Namespace: tmpl.NamespaceName, Name: tmpl.Name, Version: tmpl.Version}
+		Namespace: tmpl.NamespaceName, Name: tmpl.Name, Version: tmpl.Version, Head: initTr.Head()}
 	log := o.log.With("task_uuid", out.TaskUUID, "correlation_id", in.correlationID)
 	if out.State, err = o.advance(ctx, tx, task, log); err != nil {
 		return nil, err

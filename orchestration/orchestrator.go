@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 )
@@ -184,6 +185,17 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 }
 
 // every calls fn every interval until ctx is done.
+// begin starts a transaction whose writes wait for its next read (see db.PipeTx): result
+// processing and advancing a task queue their transitions and dispatches and send them with the
+// next statement, so a hop costs no round trip of its own.
+func (o *Orchestrator) begin(ctx context.Context) (*db.PipeTx, error) {
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return db.NewPipeTx(tx), nil
+}
+
 func (o *Orchestrator) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/protocol"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
@@ -55,7 +56,7 @@ func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Messa
 
 func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -113,7 +114,7 @@ var errTaskMismatch = errors.New("orchestration: step does not belong to the mes
 // applyResult applies the result stored in workflow_steps.results of a step awaiting
 // orchestration (tasker-core's message_handler order, §5.3) and coordinates the task, on tx,
 // which holds the task lock. A step in any other state is a duplicate and nothing is done.
-func (o *Orchestrator) applyResult(ctx context.Context, tx pgx.Tx, task *taskRow, stepUUID uuid.UUID, log *slog.Logger) (ResultOutcome, error) {
+func (o *Orchestrator) applyResult(ctx context.Context, tx *db.PipeTx, task *taskRow, stepUUID uuid.UUID, log *slog.Logger) (ResultOutcome, error) {
 	step, err := lockStep(ctx, tx, stepUUID)
 	if err != nil {
 		return "", err
@@ -162,14 +163,17 @@ func (o *Orchestrator) applyResult(ctx context.Context, tx pgx.Tx, task *taskRow
 			headers = res.OrchestrationMetadata.Headers
 		}
 		secs, kind := computeBackoff(o.cfg.Backoff, step.Attempts, headers, time.Now(), o.jitter)
-		if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps
+		tx.Pending().Queue(`UPDATE tasker.workflow_steps
 			SET backoff_request_seconds = $2, last_attempted_at = NOW(), updated_at = NOW()
-			WHERE workflow_step_uuid = $1`, stepUUID, secs); err != nil {
-			return "", fmt.Errorf("orchestration: write backoff of step %s: %w", stepUUID, err)
+			WHERE workflow_step_uuid = $1`, stepUUID, secs).Fn = func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("orchestration: write backoff of step %s: %w", stepUUID, err)
+			}
+			return nil
 		}
 		log = log.With("backoff_seconds", secs, "backoff", kind)
 	}
-	if _, err := state.TransitionStep(ctx, tx, stepUUID, ev, state.TransitionOptions{
+	if _, err := state.QueueStepTransition(tx.Pending(), step.Head, ev, state.TransitionOptions{
 		ExpectFrom: []state.StepState{step.State}, CorrelationID: task.CorrelationID,
 	}); err != nil {
 		return "", fmt.Errorf("orchestration: step %s %s: %w", stepUUID, ev.Type, err)
@@ -204,17 +208,11 @@ func decodeResults(raw []byte) (protocol.StepExecutionResult, error) {
 // (finalized, or its newly ready steps enqueued). States a Go orchestrator never leaves visible
 // (pending, initializing, enqueuing_steps: another orchestrator is mid-way or crashed there) are
 // left alone for the recovery sweep; blocked_by_failures and terminal states are resting.
-func (o *Orchestrator) coordinate(ctx context.Context, tx pgx.Tx, task *taskRow, stepUUID uuid.UUID, log *slog.Logger) error {
-	cur, err := state.CurrentTaskState(ctx, tx, task.TaskUUID)
-	if err != nil {
-		return err
-	}
-	switch cur {
+func (o *Orchestrator) coordinate(ctx context.Context, tx *db.PipeTx, task *taskRow, stepUUID uuid.UUID, log *slog.Logger) error {
+	switch cur := task.Head.State; cur {
 	case state.TaskStepsInProcess:
-		if _, err := state.TransitionTask(ctx, tx, task.TaskUUID, state.StepCompleted(stepUUID), state.TaskTransitionOptions{
-			ExpectFrom: []state.TaskState{cur}, ProcessorUUID: o.cfg.ProcessorUUID,
-		}); err != nil {
-			return fmt.Errorf("orchestration: task %s StepCompleted: %w", task.TaskUUID, err)
+		if err := o.moveTask(tx, task, state.StepCompleted(stepUUID), nil); err != nil {
+			return err
 		}
 	case state.TaskEvaluatingResults, state.TaskWaitingForDependencies, state.TaskWaitingForRetry:
 	default:
@@ -235,7 +233,7 @@ func (o *Orchestrator) coordinate(ctx context.Context, tx pgx.Tx, task *taskRow,
 // "completed". A decision or batch outcome that contradicts the template (ExpansionError,
 // CycleError) is logged and its partial writes rolled back (a savepoint), as tasker-core logs
 // and ignores it; database errors fail the whole result so it is retried.
-func (o *Orchestrator) expand(ctx context.Context, tx pgx.Tx, task *taskRow, step *stepRow, res protocol.StepExecutionResult, log *slog.Logger) error {
+func (o *Orchestrator) expand(ctx context.Context, tx *db.PipeTx, task *taskRow, step *stepRow, res protocol.StepExecutionResult, log *slog.Logger) error {
 	tmpl, err := o.templates.get(ctx, tx, task.NamedTaskUUID)
 	if err != nil {
 		log.Warn("no template for decision/batch processing", "error", err)
@@ -289,7 +287,7 @@ func (o *Orchestrator) archiveTx(ctx context.Context, tx pgx.Tx, msgID int64, re
 
 // archiveAlone archives a message with a reason in its own transaction.
 func (o *Orchestrator) archiveAlone(ctx context.Context, msgID int64, reason, detail string) {
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.begin(ctx)
 	if err == nil {
 		if err = o.archiveTx(ctx, tx, msgID, reason, detail); err == nil {
 			err = tx.Commit(ctx)

@@ -20,7 +20,7 @@ import (
 // still running has its result rejected by the worker's claim fence). It returns the number of
 // steps cancelled; ErrTaskNotFound, or ErrTaskTerminal when the task already finished.
 func (o *Orchestrator) Cancel(ctx context.Context, taskUUID uuid.UUID) (int, error) {
-	tx, err := o.pool.Begin(ctx)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/state"
 	"github.com/tasker-go/tasker/template"
 )
@@ -25,27 +26,53 @@ type taskRow struct {
 	Name          string
 	Version       string
 	Complete      bool
+	// Head is the task's state as the lock holder knows it: read after locking, then moved by
+	// every transition the holder makes (moveTask).
+	Head state.TaskHead
 }
 
 // lockTask locks the task row (FOR NO KEY UPDATE) so that no other orchestrator works on the
-// task until tx ends, and reads the task. With skipLocked it returns (nil, nil) when another
-// transaction holds the lock. ErrTaskNotFound when the task does not exist.
+// task until tx ends, and reads the task and its head, in one round trip. With skipLocked it
+// returns (nil, nil) when another transaction holds the lock. ErrTaskNotFound when the task does
+// not exist.
 //
 // NO KEY UPDATE rather than UPDATE: it excludes every other orchestrator transaction just the
 // same (they all take this lock first), but not the KEY SHARE lock that foreign-key checks take
 // when a worker inserts rows referencing the task (the step result audit trigger), so a worker
 // completing a step never deadlocks with an orchestrator that holds the task and waits for the
-// step. The state is read by the caller in a later statement, so that in READ COMMITTED it sees
-// what the previous lock holder committed.
-func lockTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, skipLocked bool) (*taskRow, error) {
-	sql := `SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, t.complete
-	          FROM tasker.tasks t WHERE t.task_uuid = $1 FOR NO KEY UPDATE`
+// step. The head is read by a later statement, so that in READ COMMITTED it sees what the
+// previous lock holder committed.
+func lockTask(ctx context.Context, tx *db.PipeTx, taskUUID uuid.UUID, skipLocked bool) (*taskRow, error) {
+	sql := `SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, t.complete, tn.name, nt.name, nt.version
+	          FROM tasker.tasks t
+	          JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+	          JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
+	         WHERE t.task_uuid = $1 FOR NO KEY UPDATE OF t`
 	if skipLocked {
 		sql += ` SKIP LOCKED`
 	}
-	var r taskRow
-	err := tx.QueryRow(ctx, sql, taskUUID).Scan(&r.TaskUUID, &r.NamedTaskUUID, &r.CorrelationID, &r.Complete)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var (
+		r      taskRow
+		locked bool
+		cur    *string
+		key    int
+	)
+	b := &pgx.Batch{}
+	b.Queue(sql, taskUUID).Fn = func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&r.TaskUUID, &r.NamedTaskUUID, &r.CorrelationID, &r.Complete, &r.Namespace, &r.Name, &r.Version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		locked = err == nil
+		return err
+	}
+	b.Queue(`SELECT (SELECT to_state FROM tasker.task_transitions WHERE task_uuid = $1 AND most_recent),
+	                (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID).Fn =
+		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&cur, &key) }
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("orchestration: lock task %s: %w", taskUUID, err)
+	}
+	if !locked {
 		if skipLocked {
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tasker.tasks WHERE task_uuid = $1)`, taskUUID).Scan(&exists); err != nil {
@@ -57,16 +84,12 @@ func lockTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, skipLocked boo
 		}
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: lock task %s: %w", taskUUID, err)
-	}
-	err = tx.QueryRow(ctx, `
-		SELECT tn.name, nt.name, nt.version
-		  FROM tasker.named_tasks nt
-		  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
-		 WHERE nt.named_task_uuid = $1`, r.NamedTaskUUID).Scan(&r.Namespace, &r.Name, &r.Version)
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: read named task of %s: %w", taskUUID, err)
+	r.Head = state.TaskHead{TaskUUID: taskUUID, State: state.TaskPending, SortKey: key}
+	if cur != nil {
+		var err error
+		if r.Head.State, err = state.ParseTaskState(*cur); err != nil {
+			return nil, err
+		}
 	}
 	return &r, nil
 }
@@ -82,18 +105,25 @@ type stepRow struct {
 	Attempts         int    // NULL reads as 0
 	Results          []byte // nil when NULL
 	State            state.StepState
+	Head             state.StepHead
 	AgeSeconds       float64 // since last_attempted_at by the database clock; -1 when never attempted
 }
 
 var errStepNotFound = errors.New("orchestration: workflow step not found")
 
-// lockStep locks a step row and reads it; the state is read in a second statement (see lockTask).
+// lockStep locks a step row and reads it with its head (read by a second statement, see
+// lockTask), in one round trip.
 func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
 	var (
 		s        stepRow
 		max, att *int32
+		found    bool
+		cur      *string
+		headID   uuid.NullUUID
+		headKey  *int
 	)
-	err := tx.QueryRow(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		SELECT ws.workflow_step_uuid, ws.task_uuid, ns.name::text,
 		       COALESCE(ws.inputs->>'__template_step_name', ns.name::text),
 		       ws.retryable, ws.max_attempts, ws.attempts, ws.results,
@@ -101,13 +131,26 @@ func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		  FROM tasker.workflow_steps ws
 		  JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
 		 WHERE ws.workflow_step_uuid = $1
-		   FOR NO KEY UPDATE OF ws`, stepUUID).Scan(
-		&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Retryable, &max, &att, &s.Results, &s.AgeSeconds)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", errStepNotFound, stepUUID)
+		   FOR NO KEY UPDATE OF ws`, stepUUID).Fn = func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Retryable, &max, &att, &s.Results, &s.AgeSeconds)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
 	}
-	if err != nil {
+	b.Queue(`SELECT tr.to_state, tr.workflow_step_transition_uuid, tr.sort_key
+	           FROM (SELECT 1) one
+	           LEFT JOIN LATERAL (SELECT to_state, workflow_step_transition_uuid, sort_key
+	                                FROM tasker.workflow_step_transitions
+	                               WHERE workflow_step_uuid = $1 AND most_recent
+	                               ORDER BY sort_key DESC LIMIT 1) tr ON true`, stepUUID).Fn =
+		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&cur, &headID, &headKey) }
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("orchestration: lock step %s: %w", stepUUID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", errStepNotFound, stepUUID)
 	}
 	s.MaxAttempts = 3
 	if max != nil {
@@ -116,8 +159,16 @@ func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 	if att != nil {
 		s.Attempts = int(*att)
 	}
-	if s.State, err = state.CurrentStepState(ctx, tx, stepUUID); err != nil {
-		return nil, err
+	s.State = state.StepPending
+	if cur != nil {
+		var err error
+		if s.State, err = state.ParseStepState(*cur); err != nil {
+			return nil, err
+		}
+	}
+	s.Head = state.StepHead{StepUUID: stepUUID, TransitionUUID: headID.UUID, State: s.State}
+	if headKey != nil {
+		s.Head.SortKey = *headKey
 	}
 	return &s, nil
 }

@@ -90,7 +90,7 @@ func (o *Orchestrator) advanceFound(ctx context.Context, sql string, seconds flo
 func (o *Orchestrator) advanceTask(ctx context.Context, taskUUID uuid.UUID, why string) (bool, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
 	defer cancel()
-	tx, err := o.pool.Begin(wctx)
+	tx, err := o.begin(wctx)
 	if err != nil {
 		return false, err
 	}
@@ -99,10 +99,7 @@ func (o *Orchestrator) advanceTask(ctx context.Context, taskUUID uuid.UUID, why 
 	if err != nil || task == nil {
 		return false, err
 	}
-	from, err := state.CurrentTaskState(wctx, tx, taskUUID)
-	if err != nil {
-		return false, err
-	}
+	from := task.Head.State
 	log := o.log.With("task_uuid", taskUUID, "sweep", why)
 	to, err := o.advance(wctx, tx, task, log)
 	if err != nil {
@@ -226,7 +223,7 @@ func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
 func (o *Orchestrator) recoverAbandonedStep(ctx context.Context, taskUUID, stepUUID uuid.UUID, timeout time.Duration) (bool, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
 	defer cancel()
-	tx, err := o.pool.Begin(wctx)
+	tx, err := o.begin(wctx)
 	if err != nil {
 		return false, err
 	}
@@ -339,7 +336,7 @@ func (o *Orchestrator) recoverOrphanResults(ctx context.Context) (int, error) {
 func (o *Orchestrator) recoverOrphanResult(ctx context.Context, taskUUID, stepUUID uuid.UUID, table string) (bool, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
 	defer cancel()
-	tx, err := o.pool.Begin(wctx)
+	tx, err := o.begin(wctx)
 	if err != nil {
 		return false, err
 	}

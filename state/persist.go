@@ -39,6 +39,10 @@ type TransitionOptions struct {
 	CorrelationID uuid.UUID
 	// Timestamp is the metadata "timestamp"; zero means now.
 	Timestamp time.Time
+	// DependenciesChecked says the caller has checked, under locks that keep it true until
+	// commit, that every parent is complete or resolved_manually (orchestration's readiness read
+	// under the task row lock); QueueStepTransition then accepts pending → enqueued.
+	DependenciesChecked bool
 	// ClaimAttempt, on entering in_progress, also sets attempts = COALESCE(attempts,0)+1 and
 	// last_attempted_at = now (UTC) in the same row update as in_process: a worker's claim.
 	// The new attempts value is returned in StepTransition.Attempts.
@@ -322,6 +326,45 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 			return nil, err
 		}
 	}
+	b := &pgx.Batch{}
+	tr, err := queueTaskWrites(b, TaskHead{TaskUUID: taskUUID, State: from, SortKey: maxKey}, ev, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// TaskHead is a task's most_recent transition as the holder of the task row lock knows it.
+type TaskHead struct {
+	TaskUUID uuid.UUID
+	State    TaskState
+	SortKey  int
+}
+
+// Head is the TaskHead this transition made.
+func (t *TaskTransition) Head() TaskHead {
+	return TaskHead{TaskUUID: t.TaskUUID, State: t.To, SortKey: t.SortKey}
+}
+
+// QueueTaskTransition queues on b the writes that move a task from head on ev (retire the head,
+// insert the new one, mark completion), reading nothing: the caller holds the task row lock and
+// knows the head (the state it read after locking, or the last transition it made). Chained calls
+// (passing each returned transition's Head) record several hops in one round trip.
+//
+// Invariant kept: as TransitionTask; if head is stale after all, the insert meets the
+// one-head-per-task unique index and b fails with ErrConcurrentTransition.
+func QueueTaskTransition(b *pgx.Batch, head TaskHead, ev TaskEvent, opts TaskTransitionOptions) (*TaskTransition, error) {
+	if !ev.Type.Valid() {
+		return nil, fmt.Errorf("state: unknown task event type %q", ev.Type)
+	}
+	return queueTaskWrites(b, head, ev, opts)
+}
+
+func queueTaskWrites(b *pgx.Batch, head TaskHead, ev TaskEvent, opts TaskTransitionOptions) (*TaskTransition, error) {
+	taskUUID, from := head.TaskUUID, head.State
 	if !expectOK(opts.ExpectFrom, from) {
 		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from),
 			Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
@@ -330,7 +373,6 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 	if err != nil {
 		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from), Event: string(ev.Type)}
 	}
-
 	meta := make(map[string]any, len(opts.Metadata)+2)
 	for k, v := range opts.Metadata {
 		meta[k] = v
@@ -341,40 +383,29 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 	if err != nil {
 		return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
 	}
-
-	// Retire the head, insert the new row (and mark completion) in one round trip.
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("state: new transition uuid: %w", err)
 	}
-	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: from, To: to, SortKey: maxKey + 1,
+	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: from, To: to, SortKey: head.SortKey + 1,
 		MostRecent: true, ProcessorUUID: opts.ProcessorUUID, Metadata: metaJSON}
-	b := &pgx.Batch{}
 	b.Queue(`UPDATE tasker.task_transitions SET most_recent = false, updated_at = NOW()
-		 WHERE task_uuid = $1 AND most_recent`, taskUUID)
-	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(to), string(from), nullableUUID(opts.ProcessorUUID), string(metaJSON), maxKey+1)
+		 WHERE task_uuid = $1 AND most_recent`, taskUUID).Fn = wrapExec("retire task %s transition", taskUUID)
+	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(to), string(from), nullableUUID(opts.ProcessorUUID), string(metaJSON), tr.SortKey).Fn =
+		func(br pgx.BatchResults) error {
+			err := br.QueryRow().Scan(&tr.CreatedAt)
+			switch {
+			case err == nil:
+				return nil
+			case isUniqueViolation(err, taskMostRecentIndex):
+				return fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
+			default:
+				return fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
+			}
+		}
 	if to == TaskComplete {
 		b.Queue(`UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
-			 WHERE task_uuid = $1`, taskUUID)
-	}
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("state: retire task %s transition: %w", taskUUID, err)
-	}
-	if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
-		if isUniqueViolation(err, taskMostRecentIndex) {
-			return nil, fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
-		}
-		return nil, fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
-	}
-	if to == TaskComplete {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("state: mark task %s complete: %w", taskUUID, err)
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("state: task %s transition: %w", taskUUID, err)
+			 WHERE task_uuid = $1`, taskUUID).Fn = wrapExec("mark task %s complete", taskUUID)
 	}
 	return tr, nil
 }
