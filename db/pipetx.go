@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // PipeTx is a transaction whose writes can wait: statements queued on Pending travel with the
@@ -14,6 +15,7 @@ import (
 type PipeTx struct {
 	pgx.Tx
 	pending *pgx.Batch
+	release func() // returns BeginPipe's connection to its pool once the transaction ends
 }
 
 // NewPipeTx wraps tx.
@@ -112,6 +114,7 @@ func (t *PipeTx) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // Commit sends the waiting statements, then commits.
 func (t *PipeTx) Commit(ctx context.Context) error {
+	defer t.done()
 	if err := t.Flush(ctx); err != nil {
 		_ = t.Tx.Rollback(ctx)
 		return err
@@ -121,8 +124,16 @@ func (t *PipeTx) Commit(ctx context.Context) error {
 
 // Rollback drops the waiting statements and rolls back.
 func (t *PipeTx) Rollback(ctx context.Context) error {
+	defer t.done()
 	t.pending = nil
 	return t.Tx.Rollback(ctx)
+}
+
+func (t *PipeTx) done() {
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
 }
 
 // batchRow is the last result of a batch; scanning it closes the batch.
@@ -159,3 +170,27 @@ func (f failedBatch) Tx() pgx.Tx                       { return nil }
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
+
+// BeginPipe begins a transaction on a connection of pool with BEGIN sent together with b's
+// statements, one round trip for both, and reads b's results (running their Fn) before
+// returning. The connection returns to the pool when the transaction ends. If a statement of b
+// fails, the transaction is rolled back and that error returned.
+func BeginPipe(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (*PipeTx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := &pgx.Batch{}
+	all.BeginTx(pgx.TxOptions{})
+	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
+	br := conn.SendBatch(ctx, all)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		if tx != nil {
+			_ = tx.Rollback(ctx)
+		}
+		conn.Release()
+		return nil, err
+	}
+	return &PipeTx{Tx: tx, release: conn.Release}, nil
+}

@@ -64,23 +64,26 @@ func loadExecutionContext(ctx context.Context, q pgx.Tx, taskUUID uuid.UUID) (Ex
 	return ec, nil
 }
 
-// readyStep is a row of get_step_readiness_status with ready_for_execution, and its head.
+// readyStep is a row of get_step_readiness_status, with the step's head.
 type readyStep struct {
 	StepUUID uuid.UUID
 	Name     string
 	State    state.StepState
+	Ready    bool // ready_for_execution
 	Head     state.StepHead
 }
 
-func loadReadySteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]readyStep, error) {
+// loadStepStates reads every step of the task from get_step_readiness_status with its head: what
+// advance decides on (executionStatus) and the steps it dispatches.
+func loadStepStates(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]readyStep, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT r.workflow_step_uuid, r.name, r.current_state, h.workflow_step_transition_uuid, COALESCE(h.sort_key, 0)
+		SELECT r.workflow_step_uuid, r.name, r.current_state, r.ready_for_execution,
+		       h.workflow_step_transition_uuid, COALESCE(h.sort_key, 0)
 		  FROM tasker.get_step_readiness_status($1) r
 		  LEFT JOIN LATERAL (SELECT workflow_step_transition_uuid, sort_key
 		                       FROM tasker.workflow_step_transitions
 		                      WHERE workflow_step_uuid = r.workflow_step_uuid AND most_recent
 		                      ORDER BY sort_key DESC LIMIT 1) h ON true
-		 WHERE r.ready_for_execution
 		 ORDER BY r.workflow_step_uuid`, taskUUID)
 	if err != nil {
 		return nil, fmt.Errorf("orchestration: step readiness of %s: %w", taskUUID, err)
@@ -91,7 +94,7 @@ func loadReadySteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]ready
 			st string
 			id uuid.NullUUID
 		)
-		err := r.Scan(&s.StepUUID, &s.Name, &st, &id, &s.Head.SortKey)
+		err := r.Scan(&s.StepUUID, &s.Name, &st, &s.Ready, &id, &s.Head.SortKey)
 		s.State = state.StepState(st)
 		s.Head.StepUUID, s.Head.TransitionUUID, s.Head.State = s.StepUUID, id.UUID, s.State
 		return s, err
@@ -102,12 +105,57 @@ func loadReadySteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]ready
 	return out, nil
 }
 
+// readyOnly keeps the steps ready for execution.
+func readyOnly(steps []readyStep) []readyStep {
+	out := make([]readyStep, 0, len(steps))
+	for _, s := range steps {
+		if s.Ready {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// executionStatus is get_task_execution_context's execution_status computed from the task's step
+// rows, and its ready step count: failures block; then ready steps; then steps in flight
+// (enqueued, in progress or awaiting orchestration) mean processing; all complete (or resolved
+// manually) is all_complete; anything else waits for dependencies.
+func executionStatus(steps []readyStep) (status string, ready int) {
+	var failed, inFlight, completed int
+	for _, s := range steps {
+		switch s.State {
+		case state.StepError:
+			failed++
+		case state.StepEnqueued, state.StepInProgress, state.StepEnqueuedForOrchestration, state.StepEnqueuedAsErrorForOrchestration:
+			inFlight++
+		case state.StepComplete, state.StepResolvedManually:
+			completed++
+		}
+		if s.Ready {
+			ready++
+		}
+	}
+	switch {
+	case failed > 0:
+		return ExecBlockedByFailures, ready
+	case ready > 0:
+		return ExecHasReadySteps, ready
+	case inFlight > 0:
+		return ExecProcessing, ready
+	case len(steps) > 0 && completed == len(steps):
+		return ExecAllComplete, ready
+	default:
+		return ExecWaitingForDependencies, ready
+	}
+}
+
 // maxAdvanceHops bounds the transitions advance applies in one call; the state graph reaches a
 // resting state in far fewer, so hitting it means a bug.
 const maxAdvanceHops = 12
 
 // advance drives a locked task from its current state towards a resting state, as tasker-core's
-// TaskFinalizer and StepEnqueuer StateHandlers do, using get_task_execution_context:
+// TaskFinalizer and StepEnqueuer StateHandlers do, deciding on the execution status
+// (executionStatus: get_task_execution_context's, from one read of the step rows):
 //
 //	pending                  → initializing (Start)
 //	initializing             ready: → enqueuing_steps (ReadyStepsFound(n)); all complete: → complete
@@ -135,20 +183,19 @@ const maxAdvanceHops = 12
 // left the task in.
 func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow, log *slog.Logger) (state.TaskState, error) {
 	final := map[string]any{"atomic_finalization": true}
-	var ec *ExecutionContext // valid until steps change
+	var steps []readyStep // valid until steps change
 	for range maxAdvanceHops {
 		cur := task.Head.State
 		if cur.IsTerminal() || cur == state.TaskBlockedByFailures {
 			return cur, nil
 		}
-		if ec == nil {
-			loaded, err := loadExecutionContext(ctx, tx, task.TaskUUID)
-			if err != nil {
+		if steps == nil {
+			var err error
+			if steps, err = loadStepStates(ctx, tx, task.TaskUUID); err != nil {
 				return "", err
 			}
-			ec = &loaded
 		}
-		status := ec.ExecutionStatus
+		status, readyCount := executionStatus(steps)
 		var err error
 		switch cur {
 		case state.TaskPending:
@@ -156,7 +203,7 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 		case state.TaskInitializing:
 			switch status {
 			case ExecHasReadySteps:
-				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(ec.ReadySteps)), nil)
+				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(readyCount)), nil)
 			case ExecAllComplete:
 				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventNoStepsFound), final)
 			case ExecProcessing:
@@ -165,7 +212,7 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventNoDependenciesReady), nil)
 			}
 		case state.TaskEnqueuingSteps:
-			ids, err := o.enqueueReadySteps(ctx, tx, task, nil, log)
+			ids, err := o.enqueueReadySteps(ctx, tx, task, readyOnly(steps), log)
 			if err == nil {
 				err = o.moveTask(tx, task, state.StepsEnqueued(ids), nil)
 			}
@@ -175,16 +222,13 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 			if len(ids) > 0 {
 				return task.Head.State, nil // the steps just enqueued are in flight
 			}
-			ec = nil
+			steps = nil
 		case state.TaskStepsInProcess:
 			switch status {
 			case ExecProcessing:
 				return cur, nil
 			case ExecHasReadySteps:
-				ready, err := loadReadySteps(ctx, tx, task.TaskUUID)
-				if err != nil {
-					return "", err
-				}
+				ready := readyOnly(steps)
 				retry := uuid.Nil
 				for _, s := range ready {
 					if s.State == state.StepWaitingForRetry {
@@ -208,7 +252,7 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 		case state.TaskEvaluatingResults:
 			switch status {
 			case ExecHasReadySteps:
-				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(ec.ReadySteps)), nil)
+				err = o.moveTask(tx, task, state.ReadyStepsFound(uint32(readyCount)), nil)
 			case ExecAllComplete:
 				err = o.moveTask(tx, task, state.TaskEventOf(state.TaskEventAllStepsSuccessful), final)
 			case ExecBlockedByFailures:
@@ -254,8 +298,8 @@ func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent
 	return nil
 }
 
-// enqueueReadySteps dispatches every step of the task that get_step_readiness_status reports
-// ready (ready, when the caller already read it): waiting_for_retry → pending (Retry), pending →
+// enqueueReadySteps dispatches the steps get_step_readiness_status reported ready (read by the
+// caller in this transaction): waiting_for_retry → pending (Retry), pending →
 // enqueued (Enqueue; the readiness read under the task lock is the dependency check), then the
 // three-uuid message to worker_<namespace>_queue with pgmq_send_with_notify. All of it is queued
 // on tx, so the transitions and the messages commit together: a worker can never read a message
@@ -263,12 +307,6 @@ func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent
 // transition is fenced on the head the readiness read returned; a step moved meanwhile aborts
 // the transaction (ErrConcurrentTransition) and the work is retried.
 func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx *db.PipeTx, task *taskRow, ready []readyStep, log *slog.Logger) ([]uuid.UUID, error) {
-	if ready == nil {
-		var err error
-		if ready, err = loadReadySteps(ctx, tx, task.TaskUUID); err != nil {
-			return nil, err
-		}
-	}
 	if len(ready) == 0 {
 		return []uuid.UUID{}, nil
 	}
@@ -320,4 +358,16 @@ func skipRejected(err error) bool {
 	var ite *state.InvalidTransitionError
 	var ge *state.GuardError
 	return errors.As(err, &ite) || errors.As(err, &ge)
+}
+
+// ExecutionStatusOf is the execution status, and ready step count, that the orchestrator decides
+// on for a task: computed from get_step_readiness_status in one read, and equal to
+// get_task_execution_context's execution_status and ready_steps.
+func ExecutionStatusOf(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) (status string, ready int, err error) {
+	steps, err := loadStepStates(ctx, tx, taskUUID)
+	if err != nil {
+		return "", 0, err
+	}
+	status, ready = executionStatus(steps)
+	return status, ready, nil
 }

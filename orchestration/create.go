@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -136,7 +135,7 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 
-	tmpl, namedTask, err := template.Lookup(ctx, tx, req.Namespace, req.Name, req.Version)
+	tmpl, nt, err := template.LookupNamedTask(ctx, tx, req.Namespace, req.Name, req.Version)
 	if errors.Is(err, template.ErrTemplateNotFound) || errors.Is(err, template.ErrNoConfiguration) {
 		return nil, &TemplateNotFoundError{Namespace: req.Namespace, Name: req.Name, Version: req.Version, Err: err}
 	}
@@ -159,11 +158,7 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 		return nil, fmt.Errorf("orchestration: template %s has no steps to create", tmpl.Key())
 	}
 
-	var strategy string
-	if err := tx.QueryRow(ctx, `SELECT identity_strategy::text FROM tasker.named_tasks WHERE named_task_uuid = $1`,
-		namedTask).Scan(&strategy); err != nil {
-		return nil, fmt.Errorf("orchestration: read identity strategy: %w", err)
-	}
+	namedTask, strategy := nt.UUID, nt.IdentityStrategy
 	var hash string
 	switch {
 	case req.IdempotencyKey != nil && *req.IdempotencyKey != "":
@@ -197,36 +192,42 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 		return nil, fmt.Errorf("orchestration: insert task: %w", err)
 	}
 
-	specs := make([]newStep, len(initial))
-	inSet := make(map[string]bool, len(initial))
-	for i, def := range initial {
-		specs[i] = stepFromDefinition(def)
-		inSet[def.Name] = true
-	}
-	if out.Steps, err = createSteps(ctx, tx, out.TaskUUID, specs); err != nil {
+	// Everything below is new in this transaction (no other can see it), so steps, edges and
+	// the initial transitions are queued without locks or reads and travel with the first read
+	// of advance.
+	if err := checkInitialCycles(initial); err != nil {
 		return nil, err
 	}
-	for _, def := range initial {
-		for _, dep := range def.Dependencies {
-			if !inSet[dep] {
-				continue
-			}
-			if err := addEdge(ctx, tx, out.Steps[dep], out.Steps[def.Name], edgeProvides, dep, def.Name, true); err != nil {
-				return nil, err
-			}
-		}
+	names := make([]string, len(initial))
+	for i, def := range initial {
+		names[i] = def.Name
 	}
-	initTr, err := state.InitTaskState(ctx, tx, out.TaskUUID, o.cfg.ProcessorUUID, nil)
+	named, err := ensureNamedSteps(ctx, tx, names)
 	if err != nil {
 		return nil, err
 	}
-	stepIDs := make([]uuid.UUID, 0, len(out.Steps))
-	for _, id := range out.Steps {
-		stepIDs = append(stepIDs, id)
+	b := tx.Pending()
+	out.Steps = make(map[string]uuid.UUID, len(initial))
+	for _, def := range initial {
+		id, err := queueNewStep(b, out.TaskUUID, named[def.Name], stepFromDefinition(def))
+		if err != nil {
+			return nil, err
+		}
+		out.Steps[def.Name] = id
 	}
-	sort.Slice(stepIDs, func(i, j int) bool { return stepIDs[i].String() < stepIDs[j].String() })
-	for _, id := range stepIDs {
-		if _, err := state.InitStepState(ctx, tx, id, nil); err != nil {
+	for _, def := range initial {
+		for _, dep := range def.Dependencies {
+			if _, ok := out.Steps[dep]; ok {
+				queueEdge(b, out.Steps[dep], out.Steps[def.Name], edgeProvides, dep, def.Name)
+			}
+		}
+	}
+	initTr, err := state.QueueInitialTaskTransition(b, out.TaskUUID, o.cfg.ProcessorUUID, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, def := range initial {
+		if _, err := state.QueueInitialStepTransition(b, out.Steps[def.Name], nil); err != nil {
 			return nil, err
 		}
 	}
@@ -345,4 +346,43 @@ func normalizeRequest(req TaskRequest) (normalizedRequest, error) {
 		return n, &ve
 	}
 	return n, nil
+}
+
+// checkInitialCycles refuses an initial step set whose dependencies form a cycle (a template
+// read from the database is not validated), as addEdge's check would, edge by edge in creation
+// order: the first edge that would close a cycle is reported.
+func checkInitialCycles(initial []*template.StepDefinition) error {
+	inSet := make(map[string]bool, len(initial))
+	for _, def := range initial {
+		inSet[def.Name] = true
+	}
+	children := map[string][]string{}
+	reaches := func(from, to string) bool {
+		seen := map[string]bool{}
+		stack := []string{from}
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if n == to {
+				return true
+			}
+			if !seen[n] {
+				seen[n] = true
+				stack = append(stack, children[n]...)
+			}
+		}
+		return false
+	}
+	for _, def := range initial {
+		for _, dep := range def.Dependencies {
+			if !inSet[dep] {
+				continue
+			}
+			if dep == def.Name || reaches(def.Name, dep) {
+				return &CycleError{From: dep, To: def.Name}
+			}
+			children[dep] = append(children[dep], def.Name)
+		}
+	}
+	return nil
 }

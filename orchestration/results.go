@@ -56,22 +56,31 @@ func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Messa
 
 func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
-	tx, err := o.begin(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-
 	sm, err := protocol.DecodeStepMessage(msg.Body)
 	if err != nil {
 		log.Warn("archiving malformed step result message", "error", err, "body", truncateBytes(msg.Body, 256))
+		tx, err := o.begin(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 		if err := o.archiveTx(ctx, tx, msg.ID, reasonMalformed, err.Error()); err != nil {
 			return "", err
 		}
 		return OutcomeMalformed, tx.Commit(ctx)
 	}
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
-	task, err := lockTask(ctx, tx, sm.TaskUUID, false)
+
+	// BEGIN, the task lock and the step lock (in that order, as everywhere), one round trip.
+	b := &pgx.Batch{}
+	tl := queueLockTask(b, sm.TaskUUID, false)
+	sl := queueLockStep(b, sm.StepUUID)
+	tx, err := db.BeginPipe(ctx, o.pool, b)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	task, err := tl.result(ctx, tx)
 	if errors.Is(err, ErrTaskNotFound) {
 		log.Warn("archiving step result for an unknown task")
 		if err := o.archiveTx(ctx, tx, msg.ID, reasonTaskNotFound, err.Error()); err != nil {
@@ -82,7 +91,11 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	if err != nil {
 		return "", err
 	}
-	outcome, err := o.applyResult(ctx, tx, task, sm.StepUUID, log)
+	var outcome ResultOutcome
+	step, err := sl.result()
+	if err == nil {
+		outcome, err = o.applyResult(ctx, tx, task, step, log)
+	}
 	var reason, detail string
 	switch {
 	case errors.Is(err, errStepNotFound):
@@ -111,14 +124,11 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 
 var errTaskMismatch = errors.New("orchestration: step does not belong to the message's task")
 
-// applyResult applies the result stored in workflow_steps.results of a step awaiting
+// applyResult applies the result stored in workflow_steps.results of a locked step awaiting
 // orchestration (tasker-core's message_handler order, §5.3) and coordinates the task, on tx,
 // which holds the task lock. A step in any other state is a duplicate and nothing is done.
-func (o *Orchestrator) applyResult(ctx context.Context, tx *db.PipeTx, task *taskRow, stepUUID uuid.UUID, log *slog.Logger) (ResultOutcome, error) {
-	step, err := lockStep(ctx, tx, stepUUID)
-	if err != nil {
-		return "", err
-	}
+func (o *Orchestrator) applyResult(ctx context.Context, tx *db.PipeTx, task *taskRow, step *stepRow, log *slog.Logger) (ResultOutcome, error) {
+	stepUUID := step.StepUUID
 	if step.TaskUUID != task.TaskUUID {
 		return "", fmt.Errorf("%w: step %s belongs to task %s", errTaskMismatch, stepUUID, step.TaskUUID)
 	}
@@ -234,10 +244,13 @@ func (o *Orchestrator) coordinate(ctx context.Context, tx *db.PipeTx, task *task
 // CycleError) is logged and its partial writes rolled back (a savepoint), as tasker-core logs
 // and ignores it; database errors fail the whole result so it is retried.
 func (o *Orchestrator) expand(ctx context.Context, tx *db.PipeTx, task *taskRow, step *stepRow, res protocol.StepExecutionResult, log *slog.Logger) error {
-	tmpl, err := o.templates.get(ctx, tx, task.NamedTaskUUID)
-	if err != nil {
-		log.Warn("no template for decision/batch processing", "error", err)
-		return nil
+	tmpl := o.templates.cached(task.NamedTaskUUID, task.TemplateAt)
+	if tmpl == nil {
+		var err error
+		if tmpl, err = o.templates.get(ctx, tx, task.NamedTaskUUID); err != nil {
+			log.Warn("no template for decision/batch processing", "error", err)
+			return nil
+		}
 	}
 	def := tmpl.Step(step.Name)
 	if def == nil {

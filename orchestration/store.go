@@ -26,6 +26,8 @@ type taskRow struct {
 	Name          string
 	Version       string
 	Complete      bool
+	// TemplateAt is named_tasks.updated_at: the version of the template the cache must hold.
+	TemplateAt time.Time
 	// Head is the task's state as the lock holder knows it: read after locking, then moved by
 	// every transition the holder makes (moveTask).
 	Head state.TaskHead
@@ -43,7 +45,27 @@ type taskRow struct {
 // step. The head is read by a later statement, so that in READ COMMITTED it sees what the
 // previous lock holder committed.
 func lockTask(ctx context.Context, tx *db.PipeTx, taskUUID uuid.UUID, skipLocked bool) (*taskRow, error) {
-	sql := `SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, t.complete, tn.name, nt.name, nt.version
+	b := &pgx.Batch{}
+	l := queueLockTask(b, taskUUID, skipLocked)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return l.result(ctx, tx)
+}
+
+// taskLock is lockTask's statements queued on a batch; result reads them once it was sent.
+type taskLock struct {
+	id         uuid.UUID
+	skipLocked bool
+	row        taskRow
+	locked     bool
+	cur        *string
+	key        int
+}
+
+func queueLockTask(b *pgx.Batch, taskUUID uuid.UUID, skipLocked bool) *taskLock {
+	l := &taskLock{id: taskUUID, skipLocked: skipLocked}
+	sql := `SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, t.complete, tn.name, nt.name, nt.version, nt.updated_at
 	          FROM tasker.tasks t
 	          JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
 	          JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
@@ -51,47 +73,45 @@ func lockTask(ctx context.Context, tx *db.PipeTx, taskUUID uuid.UUID, skipLocked
 	if skipLocked {
 		sql += ` SKIP LOCKED`
 	}
-	var (
-		r      taskRow
-		locked bool
-		cur    *string
-		key    int
-	)
-	b := &pgx.Batch{}
+	r := &l.row
 	b.Queue(sql, taskUUID).Fn = func(br pgx.BatchResults) error {
-		err := br.QueryRow().Scan(&r.TaskUUID, &r.NamedTaskUUID, &r.CorrelationID, &r.Complete, &r.Namespace, &r.Name, &r.Version)
+		err := br.QueryRow().Scan(&r.TaskUUID, &r.NamedTaskUUID, &r.CorrelationID, &r.Complete, &r.Namespace, &r.Name, &r.Version, &r.TemplateAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
-		locked = err == nil
-		return err
+		if err != nil {
+			return fmt.Errorf("orchestration: lock task %s: %w", taskUUID, err)
+		}
+		l.locked = true
+		return nil
 	}
 	b.Queue(`SELECT (SELECT to_state FROM tasker.task_transitions WHERE task_uuid = $1 AND most_recent),
 	                (SELECT COALESCE(MAX(sort_key), 0) FROM tasker.task_transitions WHERE task_uuid = $1)`, taskUUID).Fn =
-		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&cur, &key) }
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("orchestration: lock task %s: %w", taskUUID, err)
-	}
-	if !locked {
-		if skipLocked {
+		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&l.cur, &l.key) }
+	return l
+}
+
+func (l *taskLock) result(ctx context.Context, tx pgx.Tx) (*taskRow, error) {
+	if !l.locked {
+		if l.skipLocked {
 			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tasker.tasks WHERE task_uuid = $1)`, taskUUID).Scan(&exists); err != nil {
-				return nil, fmt.Errorf("orchestration: check task %s: %w", taskUUID, err)
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tasker.tasks WHERE task_uuid = $1)`, l.id).Scan(&exists); err != nil {
+				return nil, fmt.Errorf("orchestration: check task %s: %w", l.id, err)
 			}
 			if exists {
 				return nil, nil
 			}
 		}
-		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, taskUUID)
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, l.id)
 	}
-	r.Head = state.TaskHead{TaskUUID: taskUUID, State: state.TaskPending, SortKey: key}
-	if cur != nil {
+	l.row.Head = state.TaskHead{TaskUUID: l.id, State: state.TaskPending, SortKey: l.key}
+	if l.cur != nil {
 		var err error
-		if r.Head.State, err = state.ParseTaskState(*cur); err != nil {
+		if l.row.Head.State, err = state.ParseTaskState(*l.cur); err != nil {
 			return nil, err
 		}
 	}
-	return &r, nil
+	return &l.row, nil
 }
 
 // stepRow is a locked workflow step with the columns result processing reads.
@@ -114,15 +134,28 @@ var errStepNotFound = errors.New("orchestration: workflow step not found")
 // lockStep locks a step row and reads it with its head (read by a second statement, see
 // lockTask), in one round trip.
 func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, error) {
-	var (
-		s        stepRow
-		max, att *int32
-		found    bool
-		cur      *string
-		headID   uuid.NullUUID
-		headKey  *int
-	)
 	b := &pgx.Batch{}
+	l := queueLockStep(b, stepUUID)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return l.result()
+}
+
+// stepLock is lockStep's statements queued on a batch; result reads them once it was sent.
+type stepLock struct {
+	id       uuid.UUID
+	row      stepRow
+	found    bool
+	max, att *int32
+	cur      *string
+	headID   uuid.NullUUID
+	headKey  *int
+}
+
+func queueLockStep(b *pgx.Batch, stepUUID uuid.UUID) *stepLock {
+	l := &stepLock{id: stepUUID}
+	s := &l.row
 	b.Queue(`
 		SELECT ws.workflow_step_uuid, ws.task_uuid, ns.name::text,
 		       COALESCE(ws.inputs->>'__template_step_name', ns.name::text),
@@ -132,12 +165,15 @@ func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 		  JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
 		 WHERE ws.workflow_step_uuid = $1
 		   FOR NO KEY UPDATE OF ws`, stepUUID).Fn = func(br pgx.BatchResults) error {
-		err := br.QueryRow().Scan(&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Retryable, &max, &att, &s.Results, &s.AgeSeconds)
+		err := br.QueryRow().Scan(&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Retryable, &l.max, &l.att, &s.Results, &s.AgeSeconds)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
-		found = err == nil
-		return err
+		if err != nil {
+			return fmt.Errorf("orchestration: lock step %s: %w", stepUUID, err)
+		}
+		l.found = true
+		return nil
 	}
 	b.Queue(`SELECT tr.to_state, tr.workflow_step_transition_uuid, tr.sort_key
 	           FROM (SELECT 1) one
@@ -145,32 +181,34 @@ func lockStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (*stepRow, err
 	                                FROM tasker.workflow_step_transitions
 	                               WHERE workflow_step_uuid = $1 AND most_recent
 	                               ORDER BY sort_key DESC LIMIT 1) tr ON true`, stepUUID).Fn =
-		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&cur, &headID, &headKey) }
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("orchestration: lock step %s: %w", stepUUID, err)
+		func(br pgx.BatchResults) error { return br.QueryRow().Scan(&l.cur, &l.headID, &l.headKey) }
+	return l
+}
+
+func (l *stepLock) result() (*stepRow, error) {
+	if !l.found {
+		return nil, fmt.Errorf("%w: %s", errStepNotFound, l.id)
 	}
-	if !found {
-		return nil, fmt.Errorf("%w: %s", errStepNotFound, stepUUID)
-	}
+	s := &l.row
 	s.MaxAttempts = 3
-	if max != nil {
-		s.MaxAttempts = int(*max)
+	if l.max != nil {
+		s.MaxAttempts = int(*l.max)
 	}
-	if att != nil {
-		s.Attempts = int(*att)
+	if l.att != nil {
+		s.Attempts = int(*l.att)
 	}
 	s.State = state.StepPending
-	if cur != nil {
+	if l.cur != nil {
 		var err error
-		if s.State, err = state.ParseStepState(*cur); err != nil {
+		if s.State, err = state.ParseStepState(*l.cur); err != nil {
 			return nil, err
 		}
 	}
-	s.Head = state.StepHead{StepUUID: stepUUID, TransitionUUID: headID.UUID, State: s.State}
-	if headKey != nil {
-		s.Head.SortKey = *headKey
+	s.Head = state.StepHead{StepUUID: l.id, TransitionUUID: l.headID.UUID, State: s.State}
+	if l.headKey != nil {
+		s.Head.SortKey = *l.headKey
 	}
-	return &s, nil
+	return s, nil
 }
 
 // templateCache keeps parsed templates by named_task_uuid, refreshed when named_tasks.updated_at
@@ -183,6 +221,16 @@ type templateCache struct {
 type cachedTemplate struct {
 	at time.Time
 	t  *template.TaskTemplate
+}
+
+// cached returns the cached template of a named task if it is the version at, else nil.
+func (c *templateCache) cached(namedTask uuid.UUID, at time.Time) *template.TaskTemplate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ct, ok := c.m[namedTask]; ok && ct.at.Equal(at) {
+		return ct.t
+	}
+	return nil
 }
 
 // get returns the template of a named task, reading the configuration only when the cache is
@@ -310,16 +358,12 @@ func createSteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, steps []new
 	}
 	out := make(map[string]uuid.UUID, len(steps))
 	for _, s := range steps {
-		var inputs any
-		if len(s.Inputs) > 0 {
-			b, err := json.Marshal(s.Inputs)
-			if err != nil {
-				return nil, fmt.Errorf("orchestration: encode inputs of step %q: %w", s.Name, err)
-			}
-			inputs = string(b)
+		inputs, err := stepInputs(s)
+		if err != nil {
+			return nil, err
 		}
 		var id uuid.UUID
-		err := tx.QueryRow(ctx, `
+		err = tx.QueryRow(ctx, `
 			INSERT INTO tasker.workflow_steps (task_uuid, named_step_uuid, retryable, max_attempts,
 			                                   in_process, processed, inputs, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, false, false, $5::jsonb, NOW(), NOW())
@@ -344,6 +388,52 @@ const (
 	edgeBatchDependency     = "batch_dependency"
 	edgeWorkerToConvergence = "worker_to_convergence"
 )
+
+// queueNewStep queues the insert of a step of a task created in this transaction (so no
+// conflict is possible), with its uuid chosen here.
+func queueNewStep(b *pgx.Batch, taskUUID, namedStep uuid.UUID, s newStep) (uuid.UUID, error) {
+	inputs, err := stepInputs(s)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, err
+	}
+	b.Queue(`INSERT INTO tasker.workflow_steps (workflow_step_uuid, task_uuid, named_step_uuid, retryable,
+	                                          max_attempts, in_process, processed, inputs, created_at, updated_at)
+	         VALUES ($1, $2, $3, $4, $5, false, false, $6::jsonb, NOW(), NOW())`,
+		id, taskUUID, namedStep, s.Retryable, int32(min(s.MaxAttempts, 1<<31-1)), inputs).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("orchestration: create step %q: %w", s.Name, err)
+		}
+		return nil
+	}
+	return id, nil
+}
+
+// queueEdge queues the insert of an edge between steps created in this transaction, whose
+// acyclicity the caller checked.
+func queueEdge(b *pgx.Batch, from, to uuid.UUID, name, fromName, toName string) {
+	b.Queue(`INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid, name, created_at, updated_at)
+	         VALUES ($1, $2, $3, NOW(), NOW())`, from, to, name).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("orchestration: create edge %s -> %s: %w", fromName, toName, err)
+		}
+		return nil
+	}
+}
+
+func stepInputs(s newStep) (any, error) {
+	if len(s.Inputs) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(s.Inputs)
+	if err != nil {
+		return nil, fmt.Errorf("orchestration: encode inputs of step %q: %w", s.Name, err)
+	}
+	return string(b), nil
+}
 
 // addEdge inserts the edge from → to (parent → child). With checkCycle it first refuses a
 // self-edge or an edge whose child already reaches its parent (*CycleError, nothing written).

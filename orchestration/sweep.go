@@ -263,7 +263,10 @@ func (o *Orchestrator) recoverAbandonedStep(ctx context.Context, taskUUID, stepU
 		}
 		return false, err
 	}
-	if _, err := o.applyResult(wctx, tx, task, stepUUID, log); err != nil {
+	if step, err = lockStep(wctx, tx, stepUUID); err != nil {
+		return false, err
+	}
+	if _, err := o.applyResult(wctx, tx, task, step, log); err != nil {
 		return false, err
 	}
 	return true, tx.Commit(wctx)
@@ -354,7 +357,11 @@ func (o *Orchestrator) recoverOrphanResult(ctx context.Context, taskUUID, stepUU
 		return false, nil // the consumer will process it
 	}
 	log := o.log.With("task_uuid", taskUUID, "step_uuid", stepUUID, "sweep", "recovery")
-	outcome, err := o.applyResult(wctx, tx, task, stepUUID, log)
+	step, err := lockStep(wctx, tx, stepUUID)
+	if err != nil {
+		return false, err
+	}
+	outcome, err := o.applyResult(wctx, tx, task, step, log)
 	if err != nil {
 		return false, err
 	}

@@ -204,3 +204,49 @@ SELECT ` + selectList + `, claimed.attempts, head.sort_key, head.created_at
   FROM ws CROSS JOIN claimed CROSS JOIN head ` + joins
 	return sql, []any{stepUUID, taskUUID, id, string(metaJSON)}, tr, nil
 }
+
+// QueueInitialStepTransition queues the first transition of a step created in the caller's
+// transaction (pending, from_state NULL, sort_key 1; metadata nil means tasker-core's
+// task_initializer metadata). No other transaction can see the step yet, so nothing is locked or
+// read; use InitStepState for a step that may already have transitions.
+func QueueInitialStepTransition(b *pgx.Batch, stepUUID uuid.UUID, metadata map[string]any) (*StepTransition, error) {
+	meta, err := initialMetadata(metadata)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &StepTransition{UUID: id, StepUUID: stepUUID, To: StepPending, SortKey: 1, MostRecent: true, Metadata: meta}
+	b.Queue(insertStepTransitionSQL, id, stepUUID, string(StepPending), "", string(meta), 1).Fn = func(br pgx.BatchResults) error {
+		if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
+			return fmt.Errorf("state: insert step %s initial transition: %w", stepUUID, err)
+		}
+		return nil
+	}
+	return tr, nil
+}
+
+// QueueInitialTaskTransition is QueueInitialStepTransition for a task created in the caller's
+// transaction.
+func QueueInitialTaskTransition(b *pgx.Batch, taskUUID, processorUUID uuid.UUID, metadata map[string]any) (*TaskTransition, error) {
+	meta, err := initialMetadata(metadata)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, To: TaskPending, SortKey: 1, MostRecent: true,
+		ProcessorUUID: processorUUID, Metadata: meta}
+	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(TaskPending), "", nullableUUID(processorUUID), string(meta), 1).Fn =
+		func(br pgx.BatchResults) error {
+			if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
+				return fmt.Errorf("state: insert task %s initial transition: %w", taskUUID, err)
+			}
+			return nil
+		}
+	return tr, nil
+}

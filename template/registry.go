@@ -176,8 +176,20 @@ func Register(ctx context.Context, tx pgx.Tx, t *TaskTemplate) (Registered, erro
 // The JSON is read leniently (unknown keys ignored) and not validated, so configurations written
 // by tasker-core load as tasker-core loads them.
 func Lookup(ctx context.Context, q Querier, namespace, name, version string) (*TaskTemplate, uuid.UUID, error) {
+	t, nt, err := LookupNamedTask(ctx, q, namespace, name, version)
+	return t, nt.UUID, err
+}
+
+// NamedTask is the named_tasks row a lookup resolved.
+type NamedTask struct {
+	UUID             uuid.UUID
+	IdentityStrategy string // named_tasks.identity_strategy
+}
+
+// LookupNamedTask is Lookup that also returns the named task's identity strategy.
+func LookupNamedTask(ctx context.Context, q Querier, namespace, name, version string) (*TaskTemplate, NamedTask, error) {
 	const base = `
-		SELECT nt.named_task_uuid, nt.version, nt.configuration
+		SELECT nt.named_task_uuid, nt.version, nt.configuration, nt.identity_strategy::text
 		FROM tasker.named_tasks nt
 		JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
 		WHERE tn.name = $1 AND nt.name = $2`
@@ -188,27 +200,27 @@ func Lookup(ctx context.Context, q Querier, namespace, name, version string) (*T
 		row = q.QueryRow(ctx, base+` AND nt.version = $3`, namespace, name, version)
 	}
 	var (
-		id  uuid.UUID
+		nt  NamedTask
 		ver string
 		cfg []byte
 	)
 	key := namespace + "/" + name + "/" + version
-	if err := row.Scan(&id, &ver, &cfg); err != nil {
+	if err := row.Scan(&nt.UUID, &ver, &cfg, &nt.IdentityStrategy); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, uuid.Nil, fmt.Errorf("%w: %s", ErrTemplateNotFound, key)
+			return nil, NamedTask{}, fmt.Errorf("%w: %s", ErrTemplateNotFound, key)
 		}
-		return nil, uuid.Nil, fmt.Errorf("template: look up %s: %w", key, err)
+		return nil, NamedTask{}, fmt.Errorf("template: look up %s: %w", key, err)
 	}
 	key = namespace + "/" + name + "/" + ver
 	var probe any
 	if len(cfg) == 0 || json.Unmarshal(cfg, &probe) != nil || probe == nil || isEmptyObject(probe) {
-		return nil, id, fmt.Errorf("%w: %s", ErrNoConfiguration, key)
+		return nil, nt, fmt.Errorf("%w: %s", ErrNoConfiguration, key)
 	}
 	t, err := ParseJSON(cfg, "named_tasks "+key)
 	if err != nil {
-		return nil, id, fmt.Errorf("template: decode configuration of %s: %w", key, err)
+		return nil, nt, fmt.Errorf("template: decode configuration of %s: %w", key, err)
 	}
-	return t, id, nil
+	return t, nt, nil
 }
 
 func isEmptyObject(v any) bool {
