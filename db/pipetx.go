@@ -2,24 +2,38 @@ package db
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// PipeTx is a transaction whose writes can wait: statements queued on Pending travel with the
-// next statement the transaction runs, or with its commit, in one round trip. A queued
-// statement's error (returned by its QueuedQuery.Fn) surfaces from that next call, and the
-// transaction is then aborted, as it would be had the statement run on its own.
+// PipeTx is a transaction that spends no round trip of its own: BEGIN travels with its first
+// statement, writes queued on Pending travel with the next statement it runs, and COMMIT with
+// the last of them. A queued statement's error (returned by its QueuedQuery.Fn) surfaces from
+// that next call, and the transaction is then aborted, as it would be had the statement run on
+// its own. A PipeTx holds a connection of its pool from BeginPipe until Commit or Rollback, and
+// is not safe for concurrent use.
 type PipeTx struct {
-	pgx.Tx
+	conn    *pgxpool.Conn
+	tx      pgx.Tx // nil until BEGIN was sent
 	pending *pgx.Batch
-	release func() // returns BeginPipe's connection to its pool once the transaction ends
+	ended   bool
 }
 
-// NewPipeTx wraps tx.
-func NewPipeTx(tx pgx.Tx) *PipeTx { return &PipeTx{Tx: tx} }
+// ErrPipeTxEnded is returned by a PipeTx used after Commit or Rollback.
+var ErrPipeTxEnded = errors.New("db: transaction already ended")
+
+// BeginPipe takes a connection from pool for a transaction whose BEGIN is sent with its first
+// statement.
+func BeginPipe(ctx context.Context, pool *pgxpool.Pool) (*PipeTx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &PipeTx{conn: conn}, nil
+}
 
 // Pending is the batch of statements waiting for the next round trip.
 func (t *PipeTx) Pending() *pgx.Batch {
@@ -29,26 +43,42 @@ func (t *PipeTx) Pending() *pgx.Batch {
 	return t.pending
 }
 
-// Flush sends the waiting statements now.
+// Flush sends the waiting statements (and BEGIN, if not sent yet) now.
 func (t *PipeTx) Flush(ctx context.Context) error {
-	if t.pending == nil || t.pending.Len() == 0 {
+	if t.tx != nil && (t.pending == nil || t.pending.Len() == 0) {
 		return nil
 	}
 	return t.SendBatch(ctx, &pgx.Batch{}).Close()
 }
 
-// SendBatch sends the waiting statements and then b's, in one round trip; the waiting ones'
-// results are read (their Fn run) before the returned results, which are b's alone.
+// SendBatch sends BEGIN if not sent yet, the waiting statements and then b's, in one round
+// trip; the results of all but b's are read (their Fn run) before returning b's.
 func (t *PipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	p := t.pending
-	if p == nil || p.Len() == 0 {
-		return t.Tx.SendBatch(ctx, b)
+	if t.ended {
+		return failedBatch{ErrPipeTxEnded}
 	}
-	t.pending = nil
-	n := len(p.QueuedQueries)
-	all := &pgx.Batch{QueuedQueries: append(p.QueuedQueries, b.QueuedQueries...)}
-	br := t.Tx.SendBatch(ctx, all)
-	for _, qq := range all.QueuedQueries[:n] {
+	all := &pgx.Batch{}
+	begin := t.tx == nil
+	if begin {
+		all.BeginTx(pgx.TxOptions{})
+	}
+	if t.pending != nil {
+		all.QueuedQueries = append(all.QueuedQueries, t.pending.QueuedQueries...)
+		t.pending = nil
+	}
+	ahead := len(all.QueuedQueries)
+	if ahead == 0 {
+		return t.tx.SendBatch(ctx, b)
+	}
+	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
+	var br pgx.BatchResults
+	if begin {
+		br = t.conn.SendBatch(ctx, all)
+		t.tx = br.Tx()
+	} else {
+		br = t.tx.SendBatch(ctx, all)
+	}
+	for _, qq := range all.QueuedQueries[:ahead] {
 		var err error
 		if qq.Fn != nil {
 			err = qq.Fn(br)
@@ -63,11 +93,8 @@ func (t *PipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return br
 }
 
-// Exec runs sql after the waiting statements, in one round trip.
+// Exec runs sql in one round trip with whatever waits.
 func (t *PipeTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if t.pending == nil || t.pending.Len() == 0 {
-		return t.Tx.Exec(ctx, sql, args...)
-	}
 	b := &pgx.Batch{}
 	b.Queue(sql, args...)
 	br := t.SendBatch(ctx, b)
@@ -78,11 +105,8 @@ func (t *PipeTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	return ct, err
 }
 
-// Query runs sql after the waiting statements, in one round trip.
+// Query runs sql in one round trip with whatever waits.
 func (t *PipeTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if t.pending == nil || t.pending.Len() == 0 {
-		return t.Tx.Query(ctx, sql, args...)
-	}
 	b := &pgx.Batch{}
 	b.Queue(sql, args...)
 	br := t.SendBatch(ctx, b)
@@ -94,47 +118,86 @@ func (t *PipeTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	return &batchRows{Rows: rows, br: br}, nil
 }
 
-// QueryRow runs sql after the waiting statements, in one round trip.
+// QueryRow runs sql in one round trip with whatever waits.
 func (t *PipeTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if t.pending == nil || t.pending.Len() == 0 {
-		return t.Tx.QueryRow(ctx, sql, args...)
-	}
 	b := &pgx.Batch{}
 	b.Queue(sql, args...)
 	return batchRow{t.SendBatch(ctx, b)}
 }
 
-// Begin starts a savepoint after sending the waiting statements.
+// Begin starts a savepoint after sending whatever waits.
 func (t *PipeTx) Begin(ctx context.Context) (pgx.Tx, error) {
 	if err := t.Flush(ctx); err != nil {
 		return nil, err
 	}
-	return t.Tx.Begin(ctx)
+	return t.tx.Begin(ctx)
 }
 
-// Commit sends the waiting statements, then commits.
+// Commit sends whatever waits with COMMIT, in one round trip, and returns the connection.
 func (t *PipeTx) Commit(ctx context.Context) error {
-	defer t.done()
+	if t.ended {
+		return ErrPipeTxEnded
+	}
+	if t.tx == nil && (t.pending == nil || t.pending.Len() == 0) {
+		t.end()
+		return nil
+	}
+	var tag pgconn.CommandTag
+	t.Pending().Queue("commit").Exec(func(ct pgconn.CommandTag) error {
+		tag = ct
+		return nil
+	})
 	if err := t.Flush(ctx); err != nil {
-		_ = t.Tx.Rollback(ctx)
+		_ = t.Rollback(ctx)
 		return err
 	}
-	return t.Tx.Commit(ctx)
-}
-
-// Rollback drops the waiting statements and rolls back.
-func (t *PipeTx) Rollback(ctx context.Context) error {
-	defer t.done()
-	t.pending = nil
-	return t.Tx.Rollback(ctx)
-}
-
-func (t *PipeTx) done() {
-	if t.release != nil {
-		t.release()
-		t.release = nil
+	t.end()
+	if tag.String() == "ROLLBACK" { // COMMIT of a transaction that had failed
+		return pgx.ErrTxCommitRollback
 	}
+	return nil
 }
+
+// Rollback drops whatever waits, rolls back if BEGIN was sent, and returns the connection. It
+// does nothing after Commit.
+func (t *PipeTx) Rollback(ctx context.Context) error {
+	if t.ended {
+		return nil
+	}
+	t.pending = nil
+	var err error
+	if t.tx != nil {
+		err = t.tx.Rollback(ctx)
+	}
+	t.end()
+	return err
+}
+
+func (t *PipeTx) end() {
+	t.ended = true
+	t.conn.Release() // a connection left inside a transaction is closed by the pool
+}
+
+// CopyFrom runs COPY FROM in the transaction after whatever waits.
+func (t *PipeTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.Flush(ctx); err != nil {
+		return 0, err
+	}
+	return t.tx.CopyFrom(ctx, table, cols, src)
+}
+
+// LargeObjects is the transaction's large object API; BEGIN must have been sent (Flush).
+func (t *PipeTx) LargeObjects() pgx.LargeObjects { return t.tx.LargeObjects() }
+
+// Prepare prepares a statement on the transaction's connection.
+func (t *PipeTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.conn.Conn().Prepare(ctx, name, sql)
+}
+
+// Conn is the transaction's connection.
+func (t *PipeTx) Conn() *pgx.Conn { return t.conn.Conn() }
+
+var _ pgx.Tx = (*PipeTx)(nil)
 
 // batchRow is the last result of a batch; scanning it closes the batch.
 type batchRow struct{ br pgx.BatchResults }
@@ -147,15 +210,37 @@ func (r batchRow) Scan(dest ...any) error {
 	return err
 }
 
-// batchRows are the last result of a batch; closing them closes the batch.
+// batchRows are the last result of a batch; closing them, or reading past the last row as pgx
+// rows close themselves, closes the batch.
 type batchRows struct {
 	pgx.Rows
-	br pgx.BatchResults
+	br       pgx.BatchResults
+	closeErr error
+	closed   bool
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.Close()
+	return false
 }
 
 func (r *batchRows) Close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
 	r.Rows.Close()
-	_ = r.br.Close()
+	r.closeErr = r.br.Close()
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.closeErr
 }
 
 // failedBatch reports err for every result.
@@ -170,27 +255,3 @@ func (f failedBatch) Tx() pgx.Tx                       { return nil }
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
-
-// BeginPipe begins a transaction on a connection of pool with BEGIN sent together with b's
-// statements, one round trip for both, and reads b's results (running their Fn) before
-// returning. The connection returns to the pool when the transaction ends. If a statement of b
-// fails, the transaction is rolled back and that error returned.
-func BeginPipe(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (*PipeTx, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	all := &pgx.Batch{}
-	all.BeginTx(pgx.TxOptions{})
-	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
-	br := conn.SendBatch(ctx, all)
-	tx := br.Tx()
-	if err := br.Close(); err != nil {
-		if tx != nil {
-			_ = tx.Rollback(ctx)
-		}
-		conn.Release()
-		return nil, err
-	}
-	return &PipeTx{Tx: tx, release: conn.Release}, nil
-}

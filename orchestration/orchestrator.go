@@ -185,15 +185,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 }
 
 // every calls fn every interval until ctx is done.
-// begin starts a transaction whose writes wait for its next read (see db.PipeTx): result
-// processing and advancing a task queue their transitions and dispatches and send them with the
-// next statement, so a hop costs no round trip of its own.
+// begin starts a transaction whose BEGIN, writes and COMMIT travel with its reads (see
+// db.PipeTx): result processing and advancing a task queue their transitions and dispatches, so
+// a hop costs no round trip of its own.
 func (o *Orchestrator) begin(ctx context.Context) (*db.PipeTx, error) {
-	tx, err := o.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return db.NewPipeTx(tx), nil
+	return db.BeginPipe(ctx, o.pool)
 }
 
 func (o *Orchestrator) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {

@@ -72,14 +72,17 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
 
 	// BEGIN, the task lock and the step lock (in that order, as everywhere), one round trip.
-	b := &pgx.Batch{}
-	tl := queueLockTask(b, sm.TaskUUID, false)
-	sl := queueLockStep(b, sm.StepUUID)
-	tx, err := db.BeginPipe(ctx, o.pool, b)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	b := &pgx.Batch{}
+	tl := queueLockTask(b, sm.TaskUUID, false)
+	sl := queueLockStep(b, sm.StepUUID)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return "", err
+	}
 	task, err := tl.result(ctx, tx)
 	if errors.Is(err, ErrTaskNotFound) {
 		log.Warn("archiving step result for an unknown task")
@@ -111,7 +114,7 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 		log.Info("archiving step result without effect", "reason", reason, "detail", detail)
 		err = o.archiveTx(ctx, tx, msg.ID, reason, detail)
 	} else {
-		_, err = o.queue.ArchiveTx(ctx, tx, queue.StepResultsQueue, msg.ID)
+		err = o.queue.QueueArchive(tx.Pending(), queue.StepResultsQueue, msg.ID, nil) // sent with COMMIT
 	}
 	if err != nil {
 		return "", err

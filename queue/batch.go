@@ -42,3 +42,22 @@ func (c *Client) QueueDelete(b *pgx.Batch, queue string, msgID int64, deleted *b
 	}
 	return nil
 }
+
+// QueueArchive queues on b the move of a message to the archive; archived, when not nil,
+// reports whether it was there.
+func (c *Client) QueueArchive(b *pgx.Batch, queue string, msgID int64, archived *bool) error {
+	if err := ValidateName(queue); err != nil {
+		return err
+	}
+	b.Queue("SELECT pgmq.archive($1::text, $2::bigint)", queue, msgID).Fn = func(br pgx.BatchResults) error {
+		var ok bool
+		if err := br.QueryRow().Scan(&ok); err != nil {
+			return opErr("archive", queue, err)
+		}
+		if archived != nil {
+			*archived = ok
+		}
+		return nil
+	}
+	return nil
+}
