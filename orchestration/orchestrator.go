@@ -137,7 +137,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	if err := o.EnsureQueues(ctx); err != nil {
 		return err
 	}
-	waker := queue.NewWaker()
+	waker := queue.NewHintingWaker(64)
 	var wg sync.WaitGroup
 	l, err := queue.Listen(ctx, queue.ListenerConfig{
 		URL:      o.pool.Config().ConnString(),
@@ -160,7 +160,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		_ = queue.Poll(ctx, waker, o.cfg.PollInterval, o.pollResults)
+		_ = queue.Poll(ctx, waker, o.cfg.PollInterval, func(ctx context.Context) bool { return o.pollResults(ctx, waker) })
 	}()
 	go func() {
 		defer wg.Done()
@@ -232,7 +232,19 @@ func isTransient(err error) bool {
 
 // pollResults reads one batch of result messages and processes them concurrently (bounded by
 // ResultConcurrency). It reports whether the batch was full.
-func (o *Orchestrator) pollResults(ctx context.Context) bool {
+// pollResults processes the results that notifications carried, and reads the queue for the
+// rest (when a notification had no message, hints overflowed, or at the poll interval). It
+// reports whether a read filled its batch (more may be waiting).
+func (o *Orchestrator) pollResults(ctx context.Context, waker *queue.Waker) bool {
+	hints, missed := waker.TakeHints()
+	msgs := make([]queue.Message, len(hints))
+	for i, h := range hints {
+		msgs[i] = queue.Message{ID: h.MsgID, Body: h.Body}
+	}
+	o.processResults(ctx, msgs, true)
+	if len(hints) > 0 && !missed {
+		return false
+	}
 	vt := int(o.cfg.VisibilityTimeout / time.Second)
 	msgs, err := o.queue.Read(ctx, queue.StepResultsQueue, vt, o.cfg.ResultBatchSize)
 	if err != nil {
@@ -241,9 +253,12 @@ func (o *Orchestrator) pollResults(ctx context.Context) bool {
 		}
 		return false
 	}
-	if len(msgs) == 0 {
-		return false
-	}
+	o.processResults(ctx, msgs, false)
+	return len(msgs) == o.cfg.ResultBatchSize
+}
+
+// processResults processes msgs, ResultConcurrency at a time, retrying transient failures.
+func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message, hinted bool) {
 	sem := make(chan struct{}, o.cfg.ResultConcurrency)
 	var wg sync.WaitGroup
 	for _, m := range msgs {
@@ -255,22 +270,25 @@ func (o *Orchestrator) pollResults(ctx context.Context) bool {
 			// Finish the message even when shutdown starts: its transaction is short.
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
 			defer cancel()
-			err := o.ProcessResultMessage(wctx, m)
+			_, err := o.processResultMessage(wctx, m, hinted)
 			for attempt := 1; err != nil && isTransient(err) && attempt <= transientRetries; attempt++ {
 				time.Sleep(time.Duration(attempt*20) * time.Millisecond)
-				err = o.ProcessResultMessage(wctx, m)
+				_, err = o.processResultMessage(wctx, m, hinted)
 			}
-			if err != nil {
-				log := o.log.With("msg_id", m.ID, "read_count", m.ReadCount)
-				if m.ReadCount >= maxResultReads {
-					log.Error("step result keeps failing; archiving the message (the recovery sweep will process the step)", "error", err)
-					o.archiveAlone(wctx, m.ID, reasonProcessingFailed, err.Error())
-					return
-				}
-				log.Error("step result processing failed; the message will be retried after its visibility timeout", "error", err)
+			switch {
+			case err == nil:
+			case hinted:
+				// The message is still in the queue (or another consumer has it): a read retries it.
+				o.log.Warn("step result from notification failed; the next read retries it", "msg_id", m.ID, "error", err)
+			case m.ReadCount >= maxResultReads:
+				o.log.Error("step result keeps failing; archiving the message (the recovery sweep will process the step)",
+					"msg_id", m.ID, "read_count", m.ReadCount, "error", err)
+				o.archiveAlone(wctx, m.ID, reasonProcessingFailed, err.Error())
+			default:
+				o.log.Error("step result processing failed; the message will be retried after its visibility timeout",
+					"msg_id", m.ID, "read_count", m.ReadCount, "error", err)
 			}
 		}()
 	}
 	wg.Wait()
-	return len(msgs) == o.cfg.ResultBatchSize
 }

@@ -2,18 +2,71 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
+	"sync"
 	"time"
 )
 
 // Waker coalesces wake-up signals for one consumer: any number of Wake calls before the consumer
 // waits again count as one. Consumers wait for "woken OR poll interval elapsed", so a lost
-// notification only delays a message by at most one interval.
+// notification only delays a message by at most one interval. A hinting Waker also keeps the
+// messages notifications carried (Hint), so the consumer can act on them without reading.
 type Waker struct {
 	c chan struct{}
+
+	mu       sync.Mutex
+	hintCap  int
+	hints    []Hint
+	overflow bool
+}
+
+// Hint is a message a notification carried (message_with_payload). The message was visible when
+// sent; by the time the consumer acts on it another consumer may have read it.
+type Hint struct {
+	MsgID int64
+	Body  json.RawMessage
 }
 
 // NewWaker returns a Waker with no pending signal.
 func NewWaker() *Waker { return &Waker{c: make(chan struct{}, 1)} }
+
+// NewHintingWaker returns a Waker that keeps up to capacity hints between TakeHints calls.
+func NewHintingWaker(capacity int) *Waker {
+	return &Waker{c: make(chan struct{}, 1), hintCap: capacity}
+}
+
+// Offer keeps h for the consumer (when the Waker hints and has room; otherwise the consumer is
+// told that hints overflowed, and reads) and wakes it.
+func (w *Waker) Offer(h Hint) {
+	w.mu.Lock()
+	switch {
+	case w.hintCap == 0:
+	case len(w.hints) < w.hintCap:
+		w.hints = append(w.hints, h)
+	default:
+		w.overflow = true
+	}
+	w.mu.Unlock()
+	w.Wake()
+}
+
+// TakeHints returns the hints kept since the last call, and whether some were dropped (or came
+// without a message), in which case the consumer must read the queue.
+func (w *Waker) TakeHints() (hints []Hint, overflowed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hints, overflowed = w.hints, w.overflow
+	w.hints, w.overflow = nil, false
+	return hints, overflowed
+}
+
+// MissedHint records that a notification for the consumer carried no message (it must read).
+func (w *Waker) MissedHint() {
+	w.mu.Lock()
+	w.overflow = true
+	w.mu.Unlock()
+	w.Wake()
+}
 
 // Wake records a signal; it never blocks.
 func (w *Waker) Wake() {
@@ -59,8 +112,9 @@ func Poll(ctx context.Context, w *Waker, interval time.Duration, fn func(ctx con
 }
 
 // Route wakes consumers from listener events until events is closed or ctx is done: message
-// events wake the Waker registered under the event's queue name; EventReconnected and
-// EventUnparsable wake every Waker (something may have been missed). Unknown queues are ignored.
+// events wake the Waker registered under the event's queue name (offering the message when the
+// event carries it); EventReconnected and EventUnparsable wake every Waker telling it to read
+// (something may have been missed). Unknown queues are ignored.
 func Route(ctx context.Context, events <-chan Event, wakers map[string]*Waker) {
 	for {
 		select {
@@ -74,11 +128,19 @@ func Route(ctx context.Context, events <-chan Event, wakers map[string]*Waker) {
 			case EventQueueCreated:
 			case EventReconnected, EventUnparsable:
 				for _, w := range wakers {
-					w.Wake()
+					w.MissedHint()
+				}
+			case EventMessageWithPayload:
+				if w := wakers[ev.QueueName]; w != nil {
+					if ev.DelaySeconds > 0 {
+						w.MissedHint() // not visible yet: a later read gets it
+					} else {
+						w.Offer(Hint{MsgID: ev.MsgID, Body: ev.Message})
+					}
 				}
 			default:
 				if w := wakers[ev.QueueName]; w != nil {
-					w.Wake()
+					w.MissedHint()
 				}
 			}
 		}

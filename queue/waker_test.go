@@ -96,3 +96,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestWakerHints(t *testing.T) {
+	w := NewHintingWaker(2)
+	w.Offer(Hint{MsgID: 1})
+	w.Offer(Hint{MsgID: 2})
+	if hs, over := w.TakeHints(); len(hs) != 2 || hs[0].MsgID != 1 || hs[1].MsgID != 2 || over {
+		t.Fatalf("TakeHints = %v, %v", hs, over)
+	}
+	w.Offer(Hint{MsgID: 3})
+	w.Offer(Hint{MsgID: 4})
+	w.Offer(Hint{MsgID: 5}) // over capacity: the consumer must read
+	if hs, over := w.TakeHints(); len(hs) != 2 || !over {
+		t.Fatalf("over capacity: TakeHints = %v, %v", hs, over)
+	}
+	w.MissedHint()
+	if hs, over := w.TakeHints(); len(hs) != 0 || !over {
+		t.Fatalf("after MissedHint: TakeHints = %v, %v", hs, over)
+	}
+	if woken, _ := w.Wait(context.Background(), time.Millisecond); !woken {
+		t.Fatal("Offer and MissedHint did not wake")
+	}
+	plain := NewWaker()
+	plain.Offer(Hint{MsgID: 9})
+	if hs, over := plain.TakeHints(); len(hs) != 0 || over {
+		t.Fatalf("a plain Waker kept hints: %v, %v", hs, over)
+	}
+}
+
+func TestRouteOffersPayloads(t *testing.T) {
+	events := make(chan Event, 4)
+	w := NewHintingWaker(8)
+	other := NewHintingWaker(8)
+	events <- Event{Type: EventMessageWithPayload, QueueName: "worker_a_queue", MsgID: 7, Message: []byte(`{}`)}
+	events <- Event{Type: EventMessageReady, QueueName: "worker_a_queue", MsgID: 8}
+	events <- Event{Type: EventMessageWithPayload, QueueName: "worker_b_queue", MsgID: 9}
+	close(events)
+	Route(context.Background(), events, map[string]*Waker{"worker_a_queue": w, "worker_b_queue": other})
+	hs, over := w.TakeHints()
+	if len(hs) != 1 || hs[0].MsgID != 7 || !over {
+		t.Fatalf("worker_a_queue: %v, %v (want message 7 and a read for message 8)", hs, over)
+	}
+	if hs, over := other.TakeHints(); len(hs) != 1 || hs[0].MsgID != 9 || over {
+		t.Fatalf("worker_b_queue: %v, %v", hs, over)
+	}
+}

@@ -157,6 +157,8 @@ func WorkerCollector(o WorkerOptions) Collector {
 		fams = append(fams,
 			Family{Name: "tasker_worker_wakeups_total", Help: "Fetch loop wakeups by source: a queue notification or the fallback poll.", Type: Counter,
 				Samples: []Sample{{Labels: []Label{{"source", "notify"}}, Value: float64(s.NotifyWakeups)}, {Labels: []Label{{"source", "poll"}}, Value: float64(s.PollWakeups)}}},
+			Family{Name: "tasker_worker_notified_claims_total", Help: "Messages carried by notifications, by outcome: claimed without a read, or left to the next read.", Type: Counter,
+				Samples: []Sample{{Labels: []Label{{"outcome", "claimed"}}, Value: float64(s.HintsClaimed)}, {Labels: []Label{{"outcome", "left"}}, Value: float64(s.HintsMissed)}}},
 			counter("tasker_worker_db_errors_total", "Database errors while reading, claiming or completing.", s.DBErrors),
 			counter("tasker_worker_steps_recovered_total", "Steps abandoned in progress by a dead worker and reported as timed out.", s.Recovered),
 			counter("tasker_worker_late_completions_rejected_total", "Results discarded because the claim was superseded.", s.LateRejected),

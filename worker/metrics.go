@@ -27,6 +27,8 @@ type Metrics struct {
 	dbErrors            atomic.Int64
 	notifyWakeups       atomic.Int64
 	pollWakeups         atomic.Int64
+	hintsClaimed        atomic.Int64
+	hintsMissed         atomic.Int64
 	inFlight            atomic.Int64
 	stuckHandlers       atomic.Int64
 
@@ -85,7 +87,7 @@ func (w *Worker) observeHandler(c *claim, res protocol.StepExecutionResult) {
 type Snapshot struct {
 	MessagesRead, Claimed, Completed, Failed, Malformed, Duplicates, Archived, Recovered,
 	InProgressElsewhere, LateRejected, Interrupted, Checkpoints, DBErrors, NotifyWakeups,
-	PollWakeups, InFlight, StuckHandlers int64
+	PollWakeups, HintsClaimed, HintsMissed, InFlight, StuckHandlers int64
 	Uptime time.Duration
 	Steps  []StepStats
 }
@@ -98,6 +100,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		Archived: m.archived.Load(), Recovered: m.recovered.Load(), InProgressElsewhere: m.inProgressElsewhere.Load(),
 		LateRejected: m.lateRejected.Load(), Interrupted: m.interrupted.Load(), Checkpoints: m.checkpoints.Load(),
 		DBErrors: m.dbErrors.Load(), NotifyWakeups: m.notifyWakeups.Load(), PollWakeups: m.pollWakeups.Load(),
+		HintsClaimed: m.hintsClaimed.Load(), HintsMissed: m.hintsMissed.Load(),
 		InFlight: m.inFlight.Load(), StuckHandlers: m.stuckHandlers.Load(),
 	}
 	m.mu.Lock()

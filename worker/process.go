@@ -55,7 +55,7 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 	}
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
 
-	c, claimed, err := w.claimFast(ctx, q, msg, sm, log)
+	c, claimed, err := w.claimFast(ctx, q, msg, sm, false, log)
 	if err == nil && !claimed {
 		c, err = w.claim(ctx, q, msg, sm, log)
 	}
@@ -71,12 +71,37 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 	w.execute(ctx, c, log)
 }
 
+// processHint handles a message a notification carried, without reading the queue: when the
+// claim takes the step it also takes the message (hinted claimFast); otherwise nothing was
+// written and the message is left to the next read, which deals with whatever it is.
+func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) {
+	sm, err := protocol.DecodeStepMessage(h.Body)
+	if err != nil {
+		return // the read archives it
+	}
+	log := w.log.With("queue", q, "msg_id", h.MsgID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
+	c, claimed, err := w.claimFast(ctx, q, queue.Message{ID: h.MsgID, Body: h.Body}, sm, true, log)
+	switch {
+	case err != nil:
+		w.metrics.dbErrors.Add(1)
+		log.Error("claim from notification failed; the message will be read again", "error", err)
+	case !claimed:
+		w.metrics.hintsMissed.Add(1)
+	case c != nil:
+		w.metrics.claimed.Add(1)
+		w.metrics.hintsClaimed.Add(1)
+		w.execute(ctx, c, log)
+	}
+}
+
 // claimFast claims an enqueued step in one round trip: state.ClaimQuery (which also hydrates the
 // step) and the dependency results in one batch, committed by the batch's implicit transaction.
 // claimed is false, with nothing written, for anything but an enqueued step of the message's
 // task; claim then decides under the row lock. A claimed step it cannot run (no template step,
 // unreadable dependency results) is reported failed at once, so c is nil with claimed true.
-func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, log *slog.Logger) (c *claim, claimed bool, err error) {
+// hinted says msg came in a notification, not from a read: the same batch then also takes the
+// message (its visibility timeout, as a read sets it) if, and only if, the claim succeeded.
+func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, hinted bool, log *slog.Logger) (c *claim, claimed bool, err error) {
 	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
 	defer cancel()
 	sql, args, tr, err := state.ClaimQuery(sm.StepUUID, sm.TaskUUID, stepColumns, stepJoins, state.TransitionOptions{})
@@ -108,6 +133,20 @@ func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm 
 		}
 		deps, depErr = scanDependencyResults(rows)
 		return nil
+	}
+	if hinted {
+		// Gated on the claim's own transition row: set_vt runs only when the claim happened.
+		b.Queue(`SELECT headers FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)
+		          WHERE EXISTS (SELECT 1 FROM tasker.workflow_step_transitions WHERE workflow_step_transition_uuid = $4)`,
+			q, msg.ID, int(w.cfg.VisibilityTimeout/time.Second), tr.UUID).Fn = func(br pgx.BatchResults) error {
+			var headers []byte
+			err := br.QueryRow().Scan(&headers)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil // not claimed, or the message is gone (its completion's delete finds nothing)
+			}
+			msg.Headers = rawOrNil(headers)
+			return err
+		}
 	}
 	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil || !claimed {
 		return nil, false, err

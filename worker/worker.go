@@ -147,7 +147,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// wakes them all, since notifications sent during the gap are lost.
 	wakers := make(map[string]*queue.Waker, len(w.cfg.Namespaces))
 	for _, ns := range w.cfg.Namespaces {
-		wakers[queue.WorkerQueue(ns)] = queue.NewWaker()
+		wakers[queue.WorkerQueue(ns)] = queue.NewHintingWaker(hintCapacity)
 	}
 	events := w.externalEvents
 	if events == nil {
@@ -196,70 +196,134 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// hintCapacity bounds the notified messages a namespace keeps for its next wake-up; beyond it
+// the worker reads the queue instead.
+const hintCapacity = 64
+
 // fetchLoop reads only as many messages as there are free handler slots (no prefetch beyond
 // capacity), hands each to the pool, and reads again at once after a full batch; otherwise it
-// waits for a notification or the poll interval.
+// waits for a notification or the poll interval. A notification that carries its message (all
+// of tasker's small ones do) is acted on without a read: the claim itself takes the step and
+// the message (processHint); the queue is read when a notification had no message, hints
+// overflowed or found no free slot, and at every poll interval.
 func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Waker, p *pool.Pool) {
 	q := queue.WorkerQueue(ns)
 	vt := int(w.cfg.VisibilityTimeout / time.Second)
 	log := w.log.With("namespace", ns, "queue", q)
 	backoff := w.cfg.PollInterval
+	backlog := false // the last read filled its batch: more messages are waiting
+	read := true
 	for ctx.Err() == nil {
-		n := w.acquire(ctx, w.cfg.BatchSize)
-		if n == 0 {
-			return
-		}
-		msgs, err := w.queue.Read(ctx, q, vt, n)
-		if err != nil {
-			w.release(n)
-			if ctx.Err() != nil {
+		if read {
+			want := 1
+			if backlog {
+				// With messages waiting, gather a few free slots before reading: one read per
+				// several messages costs PostgreSQL less than one per message (a read is
+				// planned anew each time), and short handlers finish within the wait.
+				want = max(1, min(w.cfg.BatchSize, w.cfg.Concurrency/2))
+			}
+			n := w.acquire(ctx, want, w.cfg.BatchSize, batchGather)
+			if n == 0 {
 				return
 			}
-			w.metrics.dbErrors.Add(1)
-			log.Error("read failed; retrying", "error", err, "in", backoff)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 30*time.Second)
-			continue
-		}
-		backoff = w.cfg.PollInterval
-		w.release(n - len(msgs))
-		w.metrics.messagesRead.Add(int64(len(msgs)))
-		for _, m := range msgs {
-			w.metrics.inFlight.Add(1)
-			p.Go(func() {
-				defer w.release(1)
-				defer w.metrics.inFlight.Add(-1)
-				w.process(workCtx, ns, q, m)
-			})
-		}
-		if len(msgs) == n {
-			continue // a full batch: there may be more
+			msgs, err := w.queue.Read(ctx, q, vt, n)
+			if err != nil {
+				w.release(n)
+				if ctx.Err() != nil {
+					return
+				}
+				w.metrics.dbErrors.Add(1)
+				log.Error("read failed; retrying", "error", err, "in", backoff)
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 30*time.Second)
+				continue
+			}
+			backoff = w.cfg.PollInterval
+			w.release(n - len(msgs))
+			w.metrics.messagesRead.Add(int64(len(msgs)))
+			for _, m := range msgs {
+				w.dispatch(p, func() { w.process(workCtx, ns, q, m) })
+			}
+			if backlog = len(msgs) == n; backlog {
+				continue // a full batch: there may be more
+			}
 		}
 		woke, err := wk.Wait(ctx, w.cfg.PollInterval)
 		if err != nil {
 			return
 		}
-		if woke {
-			w.metrics.notifyWakeups.Add(1)
-		} else {
+		if !woke {
 			w.metrics.pollWakeups.Add(1)
+			read = true
+			continue
+		}
+		w.metrics.notifyWakeups.Add(1)
+		hints, missed := wk.TakeHints()
+		read = missed || len(hints) == 0
+		for _, h := range hints {
+			if !w.tryAcquire() {
+				read = true // no free slot: the rest wait for a read
+				break
+			}
+			w.dispatch(p, func() { w.processHint(workCtx, ns, q, h) })
 		}
 	}
 }
 
-// acquire blocks until at least one handler slot is free and takes up to max of them.
-func (w *Worker) acquire(ctx context.Context, max int) int {
+// dispatch runs fn on the handler pool in a slot the caller acquired.
+func (w *Worker) dispatch(p *pool.Pool, fn func()) {
+	w.metrics.inFlight.Add(1)
+	p.Go(func() {
+		defer w.release(1)
+		defer w.metrics.inFlight.Add(-1)
+		fn()
+	})
+}
+
+// tryAcquire takes one free handler slot if there is one.
+func (w *Worker) tryAcquire() bool {
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// batchGather bounds how long acquire waits for more free slots once it holds one.
+const batchGather = 2 * time.Millisecond
+
+// acquire blocks until at least one handler slot is free and takes up to most of them; when it
+// holds fewer than least, it waits up to gather for more.
+func (w *Worker) acquire(ctx context.Context, least, most int, gather time.Duration) int {
 	select {
 	case w.slots <- struct{}{}:
 	case <-ctx.Done():
 		return 0
 	}
 	n := 1
-	for n < max {
+	var deadline <-chan time.Time
+	for n < most {
 		select {
 		case w.slots <- struct{}{}:
 			n++
+			continue
 		default:
+		}
+		if n >= least {
+			return n
+		}
+		if deadline == nil {
+			t := time.NewTimer(gather)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		case <-deadline:
+			return n
+		case <-ctx.Done():
 			return n
 		}
 	}
