@@ -20,6 +20,7 @@ type PipeTx struct {
 	tx      pgx.Tx // nil until BEGIN was sent
 	pending *pgx.Batch
 	ended   bool
+	onSend  []func(b *pgx.Batch) error
 }
 
 // ErrPipeTxEnded is returned by a PipeTx used after Commit or Rollback.
@@ -43,8 +44,25 @@ func (t *PipeTx) Pending() *pgx.Batch {
 	return t.pending
 }
 
+// OnSend registers fn to run before every round trip the transaction makes, commit included:
+// it may queue on b writes it held back to coalesce them (several transitions of one row in one
+// statement, say). An error aborts the round trip.
+func (t *PipeTx) OnSend(fn func(b *pgx.Batch) error) { t.onSend = append(t.onSend, fn) }
+
+func (t *PipeTx) runOnSend() error {
+	for _, fn := range t.onSend {
+		if err := fn(t.Pending()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Flush sends the waiting statements (and BEGIN, if not sent yet) now.
 func (t *PipeTx) Flush(ctx context.Context) error {
+	if err := t.runOnSend(); err != nil {
+		return err
+	}
 	if t.tx != nil && (t.pending == nil || t.pending.Len() == 0) {
 		return nil
 	}
@@ -56,6 +74,9 @@ func (t *PipeTx) Flush(ctx context.Context) error {
 func (t *PipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if t.ended {
 		return failedBatch{ErrPipeTxEnded}
+	}
+	if err := t.runOnSend(); err != nil {
+		return failedBatch{err}
 	}
 	all := &pgx.Batch{}
 	begin := t.tx == nil
@@ -137,6 +158,10 @@ func (t *PipeTx) Begin(ctx context.Context) (pgx.Tx, error) {
 func (t *PipeTx) Commit(ctx context.Context) error {
 	if t.ended {
 		return ErrPipeTxEnded
+	}
+	if err := t.runOnSend(); err != nil {
+		_ = t.Rollback(ctx)
+		return err
 	}
 	if t.tx == nil && (t.pending == nil || t.pending.Len() == 0) {
 		t.end()

@@ -186,3 +186,54 @@ func TestStateQueueStepTransitionFence(t *testing.T) {
 		t.Error("pending → enqueued queued without a dependency check")
 	}
 }
+
+// QueueTaskTransitions writes a chain of hops as one retire and one insert: the history is what
+// the same hops one by one would leave (contiguous keys, from = previous to, one most_recent),
+// completion marks the task, and an illegal hop is refused before anything is queued.
+func TestStateQueueTaskTransitions(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	f := newTaskWithSteps(t, pool, "state_hops", []string{"a"}, nil)
+	initTransitions(t, pool, f)
+	head := state.TaskHead{TaskUUID: f.TaskUUID, State: state.TaskPending, SortKey: 1}
+	a := f.Step(t, "a")
+	hops := []state.TaskHop{
+		{Event: state.TaskEventOf(state.TaskEventStart)},
+		{Event: state.ReadyStepsFound(1)},
+		{Event: state.StepsEnqueued([]uuid.UUID{a})},
+		{Event: state.TaskEventOf(state.TaskEventAllStepsCompleted)},
+		{Event: state.TaskEventOf(state.TaskEventAllStepsSuccessful), Opts: state.TaskTransitionOptions{Metadata: map[string]any{"atomic_finalization": true}}},
+	}
+	if _, err := state.QueueTaskTransitions(&pgx.Batch{}, head, []state.TaskHop{{Event: state.TaskEventOf(state.TaskEventAllStepsSuccessful)}}); err == nil {
+		t.Fatal("pending → AllStepsSuccessful was queued")
+	}
+	b := &pgx.Batch{}
+	trs, err := state.QueueTaskTransitions(b, head, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	rows := stCheckTaskHistory(ctx, t, pool, f.TaskUUID)
+	want := []state.TaskState{state.TaskPending, state.TaskInitializing, state.TaskEnqueuingSteps, state.TaskStepsInProcess,
+		state.TaskEvaluatingResults, state.TaskComplete}
+	if len(rows) != len(want) {
+		t.Fatalf("%d transitions, want %d", len(rows), len(want))
+	}
+	for i, r := range rows {
+		if r.To != want[i] {
+			t.Errorf("transition %d to %s, want %s", i+1, r.To, want[i])
+		}
+	}
+	if trs[4].UUID != rows[5].UUID || trs[4].CreatedAt.IsZero() {
+		t.Errorf("returned transitions do not match the rows: %+v", trs[4])
+	}
+	if m := stDecodeMeta(t, rows[5].Metadata); m["atomic_finalization"] != true {
+		t.Errorf("last hop metadata %v", m)
+	}
+	var complete bool
+	if err := pool.QueryRow(ctx, `SELECT complete FROM tasker.tasks WHERE task_uuid = $1`, f.TaskUUID).Scan(&complete); err != nil || !complete {
+		t.Errorf("tasks.complete = %v, %v", complete, err)
+	}
+}

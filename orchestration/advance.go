@@ -285,16 +285,33 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 	return "", fmt.Errorf("orchestration: task %s did not settle within %d transitions", task.TaskUUID, maxAdvanceHops)
 }
 
-// moveTask queues the task's transition on ev from the head the lock holder knows, to be sent
-// with the transaction's next statement, and moves task.Head.
+// moveTask moves task.Head on ev, from the head the lock holder knows. The transition is written
+// with the transaction's next round trip, together with the other hops made until then (one
+// statement for all of them: state.QueueTaskTransitions).
 func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent, meta map[string]any) error {
-	tr, err := state.QueueTaskTransition(tx.Pending(), task.Head, ev, state.TaskTransitionOptions{
-		ProcessorUUID: o.cfg.ProcessorUUID, Metadata: meta,
-	})
+	to, err := state.NextTaskState(task.Head.State, ev)
 	if err != nil {
-		return fmt.Errorf("orchestration: task %s %s: %w", task.TaskUUID, ev, err)
+		return fmt.Errorf("orchestration: task %s %s: %w", task.TaskUUID, ev,
+			&state.InvalidTransitionError{Entity: state.EntityTask, ID: task.TaskUUID, From: string(task.Head.State), Event: string(ev.Type)})
 	}
-	task.Head = tr.Head()
+	if len(task.hops) == 0 {
+		task.hopsFrom = task.Head
+		if !task.hooked {
+			task.hooked = true
+			tx.OnSend(func(b *pgx.Batch) error {
+				if len(task.hops) == 0 {
+					return nil
+				}
+				_, err := state.QueueTaskTransitions(b, task.hopsFrom, task.hops)
+				task.hops = nil
+				return err
+			})
+		}
+	}
+	task.hops = append(task.hops, state.TaskHop{Event: ev, Opts: state.TaskTransitionOptions{
+		ProcessorUUID: o.cfg.ProcessorUUID, Metadata: meta,
+	}})
+	task.Head = state.TaskHead{TaskUUID: task.TaskUUID, State: to, SortKey: task.Head.SortKey + 1}
 	return nil
 }
 

@@ -31,6 +31,10 @@ type taskRow struct {
 	// Head is the task's state as the lock holder knows it: read after locking, then moved by
 	// every transition the holder makes (moveTask).
 	Head state.TaskHead
+
+	hops     []state.TaskHop // moveTask's transitions not written yet, from hopsFrom
+	hopsFrom state.TaskHead
+	hooked   bool // moveTask registered the hook that writes hops
 }
 
 // lockTask locks the task row (FOR NO KEY UPDATE) so that no other orchestrator works on the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -327,7 +328,7 @@ func TransitionTask(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, ev TaskE
 		}
 	}
 	b := &pgx.Batch{}
-	tr, err := queueTaskWrites(b, TaskHead{TaskUUID: taskUUID, State: from, SortKey: maxKey}, ev, opts)
+	tr, err := QueueTaskTransition(b, TaskHead{TaskUUID: taskUUID, State: from, SortKey: maxKey}, ev, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -351,63 +352,109 @@ func (t *TaskTransition) Head() TaskHead {
 
 // QueueTaskTransition queues on b the writes that move a task from head on ev (retire the head,
 // insert the new one, mark completion), reading nothing: the caller holds the task row lock and
-// knows the head (the state it read after locking, or the last transition it made). Chained calls
-// (passing each returned transition's Head) record several hops in one round trip.
+// knows the head (the state it read after locking, or the last transition it made).
 //
-// Invariant kept: as TransitionTask; if head is stale after all, the insert meets the
-// one-head-per-task unique index and b fails with ErrConcurrentTransition.
+// Invariant kept: as TransitionTask, provided the caller holds the task row lock since it learnt
+// head (task transitions are only written under that lock; a stale head is not detected here).
 func QueueTaskTransition(b *pgx.Batch, head TaskHead, ev TaskEvent, opts TaskTransitionOptions) (*TaskTransition, error) {
-	if !ev.Type.Valid() {
-		return nil, fmt.Errorf("state: unknown task event type %q", ev.Type)
+	trs, err := QueueTaskTransitions(b, head, []TaskHop{{Event: ev, Opts: opts}})
+	if err != nil {
+		return nil, err
 	}
-	return queueTaskWrites(b, head, ev, opts)
+	return trs[0], nil
 }
 
-func queueTaskWrites(b *pgx.Batch, head TaskHead, ev TaskEvent, opts TaskTransitionOptions) (*TaskTransition, error) {
-	taskUUID, from := head.TaskUUID, head.State
-	if !expectOK(opts.ExpectFrom, from) {
-		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from),
-			Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
+// TaskHop is one transition of QueueTaskTransitions.
+type TaskHop struct {
+	Event TaskEvent
+	Opts  TaskTransitionOptions
+}
+
+// QueueTaskTransitions is QueueTaskTransition for several hops in a row, written as one retire
+// and one multi-row insert (only the last row most_recent): what a chain of QueueTaskTransition
+// calls writes, in two statements instead of two per hop.
+func QueueTaskTransitions(b *pgx.Batch, head TaskHead, hops []TaskHop) ([]*TaskTransition, error) {
+	if len(hops) == 0 {
+		return nil, nil
 	}
-	to, err := NextTaskState(from, ev)
-	if err != nil {
-		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(from), Event: string(ev.Type)}
+	taskUUID := head.TaskUUID
+	trs := make([]*TaskTransition, len(hops))
+	var sql strings.Builder
+	sql.WriteString(`INSERT INTO tasker.task_transitions
+	       (task_transition_uuid, task_uuid, to_state, from_state, processor_uuid, metadata,
+	        sort_key, most_recent, created_at, updated_at) VALUES `)
+	args := make([]any, 0, 8*len(hops))
+	cur := head
+	for i, h := range hops {
+		ev, opts := h.Event, h.Opts
+		if !ev.Type.Valid() {
+			return nil, fmt.Errorf("state: unknown task event type %q", ev.Type)
+		}
+		if !expectOK(opts.ExpectFrom, cur.State) {
+			return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(cur.State),
+				Event: string(ev.Type), Expected: stateStrings(opts.ExpectFrom)}
+		}
+		to, err := NextTaskState(cur.State, ev)
+		if err != nil {
+			return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: string(cur.State), Event: string(ev.Type)}
+		}
+		meta := make(map[string]any, len(opts.Metadata)+2)
+		for k, v := range opts.Metadata {
+			meta[k] = v
+		}
+		meta["event"] = ev.String()
+		meta["timestamp"] = rfc3339(opts.Timestamp)
+		metaJSON, err := json.Marshal(meta)
+		if err != nil {
+			return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		}
+		last := i == len(hops)-1
+		trs[i] = &TaskTransition{UUID: id, TaskUUID: taskUUID, From: cur.State, To: to, SortKey: cur.SortKey + 1,
+			MostRecent: last, ProcessorUUID: opts.ProcessorUUID, Metadata: metaJSON}
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&sql, "($%d, $%d, $%d, NULLIF($%d, ''), $%d, $%d::jsonb, $%d, $%d, NOW(), NOW())",
+			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+		args = append(args, id, taskUUID, string(to), string(cur.State), nullableUUID(opts.ProcessorUUID),
+			string(metaJSON), cur.SortKey+1, last)
+		cur = trs[i].Head()
 	}
-	meta := make(map[string]any, len(opts.Metadata)+2)
-	for k, v := range opts.Metadata {
-		meta[k] = v
-	}
-	meta["event"] = ev.String()
-	meta["timestamp"] = rfc3339(opts.Timestamp)
-	metaJSON, err := json.Marshal(meta)
-	if err != nil {
-		return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
-	}
-	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: from, To: to, SortKey: head.SortKey + 1,
-		MostRecent: true, ProcessorUUID: opts.ProcessorUUID, Metadata: metaJSON}
+	sql.WriteString(" RETURNING created_at")
 	b.Queue(`UPDATE tasker.task_transitions SET most_recent = false, updated_at = NOW()
 		 WHERE task_uuid = $1 AND most_recent`, taskUUID).Fn = wrapExec("retire task %s transition", taskUUID)
-	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(to), string(from), nullableUUID(opts.ProcessorUUID), string(metaJSON), tr.SortKey).Fn =
-		func(br pgx.BatchResults) error {
-			err := br.QueryRow().Scan(&tr.CreatedAt)
-			switch {
-			case err == nil:
-				return nil
-			case isUniqueViolation(err, taskMostRecentIndex):
-				return fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
-			default:
-				return fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
+	b.Queue(sql.String(), args...).Fn = func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err == nil {
+			for i := 0; rows.Next() && err == nil; i++ {
+				if i < len(trs) {
+					err = rows.Scan(&trs[i].CreatedAt)
+				}
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
 			}
 		}
-	if to == TaskComplete {
+		switch {
+		case err == nil:
+			return nil
+		case isUniqueViolation(err, taskMostRecentIndex):
+			return fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
+		default:
+			return fmt.Errorf("state: insert task %s transitions: %w", taskUUID, err)
+		}
+	}
+	if cur.State == TaskComplete {
 		b.Queue(`UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
 			 WHERE task_uuid = $1`, taskUUID).Fn = wrapExec("mark task %s complete", taskUUID)
 	}
-	return tr, nil
+	return trs, nil
 }
 
 // InitTaskState writes the first transition of a task that has none: to_state pending,
