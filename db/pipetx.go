@@ -20,7 +20,8 @@ type PipeTx struct {
 	tx      pgx.Tx // nil until BEGIN was sent
 	pending *pgx.Batch
 	ended   bool
-	onSend  []func(b *pgx.Batch) error
+	onSend   []func(b *pgx.Batch) error
+	onCommit []func(b *pgx.Batch) error
 }
 
 // ErrPipeTxEnded is returned by a PipeTx used after Commit or Rollback.
@@ -49,8 +50,13 @@ func (t *PipeTx) Pending() *pgx.Batch {
 // statement, say). An error aborts the round trip.
 func (t *PipeTx) OnSend(fn func(b *pgx.Batch) error) { t.onSend = append(t.onSend, fn) }
 
-func (t *PipeTx) runOnSend() error {
-	for _, fn := range t.onSend {
+// OnCommit registers fn to queue, just before COMMIT, writes it held back until then.
+func (t *PipeTx) OnCommit(fn func(b *pgx.Batch) error) { t.onCommit = append(t.onCommit, fn) }
+
+func (t *PipeTx) runOnSend() error { return t.run(t.onSend) }
+
+func (t *PipeTx) run(hooks []func(b *pgx.Batch) error) error {
+	for _, fn := range hooks {
 		if err := fn(t.Pending()); err != nil {
 			return err
 		}
@@ -158,6 +164,10 @@ func (t *PipeTx) Begin(ctx context.Context) (pgx.Tx, error) {
 func (t *PipeTx) Commit(ctx context.Context) error {
 	if t.ended {
 		return ErrPipeTxEnded
+	}
+	if err := t.run(t.onCommit); err != nil {
+		_ = t.Rollback(ctx)
+		return err
 	}
 	if err := t.runOnSend(); err != nil {
 		_ = t.Rollback(ctx)

@@ -286,8 +286,9 @@ func (o *Orchestrator) advance(ctx context.Context, tx *db.PipeTx, task *taskRow
 }
 
 // moveTask moves task.Head on ev, from the head the lock holder knows. The transition is written
-// with the transaction's next round trip, together with the other hops made until then (one
-// statement for all of them: state.QueueTaskTransitions).
+// with the commit, together with the task's other hops in the transaction (one statement for all
+// of them: state.QueueTaskTransitions): nothing in an orchestrator transaction reads the task's
+// transitions after locking it, its state is task.Head.
 func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent, meta map[string]any) error {
 	to, err := state.NextTaskState(task.Head.State, ev)
 	if err != nil {
@@ -298,7 +299,7 @@ func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent
 		task.hopsFrom = task.Head
 		if !task.hooked {
 			task.hooked = true
-			tx.OnSend(func(b *pgx.Batch) error {
+			tx.OnCommit(func(b *pgx.Batch) error {
 				if len(task.hops) == 0 {
 					return nil
 				}
