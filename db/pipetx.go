@@ -16,10 +16,10 @@ import (
 // its own. A PipeTx holds a connection of its pool from BeginPipe until Commit or Rollback, and
 // is not safe for concurrent use.
 type PipeTx struct {
-	conn    *pgxpool.Conn
-	tx      pgx.Tx // nil until BEGIN was sent
-	pending *pgx.Batch
-	ended   bool
+	conn     *pgxpool.Conn
+	tx       pgx.Tx // nil until BEGIN was sent
+	pending  *pgx.Batch
+	ended    bool
 	onSend   []func(b *pgx.Batch) error
 	onCommit []func(b *pgx.Batch) error
 }
