@@ -366,6 +366,7 @@ func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx *db.PipeTx, tas
 	if len(ids) > 0 {
 		log.Debug("steps enqueued", "queue", q, "count", len(ids))
 	}
+	task.dispatched = append(task.dispatched, ids...)
 	return ids, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -238,26 +240,14 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	if out.State, err = o.advance(ctx, tx, task, log); err != nil {
 		return nil, err
 	}
-	if out.EnqueuedSteps, err = enqueuedSteps(ctx, tx, out.TaskUUID); err != nil {
-		return nil, err
-	}
+	out.EnqueuedSteps = task.dispatched
+	slices.SortFunc(out.EnqueuedSteps, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("orchestration: commit task: %w", err)
 	}
 	log.Info("task created", "namespace", out.Namespace, "name", out.Name, "version", out.Version,
 		"steps", len(out.Steps), "enqueued", len(out.EnqueuedSteps), "state", out.State)
 	return out, nil
-}
-
-func enqueuedSteps(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT ws.workflow_step_uuid FROM tasker.workflow_steps ws
-		  JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = ws.workflow_step_uuid AND st.most_recent
-		 WHERE ws.task_uuid = $1 AND st.to_state = 'enqueued' ORDER BY ws.workflow_step_uuid`, taskUUID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
 // normalizedRequest holds the validated, defaulted request values.

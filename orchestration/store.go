@@ -35,6 +35,8 @@ type taskRow struct {
 	hops     []state.TaskHop // moveTask's transitions not written yet, from hopsFrom
 	hopsFrom state.TaskHead
 	hooked   bool // moveTask registered the hook that writes hops
+
+	dispatched []uuid.UUID // steps enqueued in this transaction
 }
 
 // lockTask locks the task row (FOR NO KEY UPDATE) so that no other orchestrator works on the
