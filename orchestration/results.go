@@ -50,18 +50,11 @@ const (
 // message), so duplicate deliveries and concurrent orchestrators are no-ops. An error leaves
 // everything as it was (the message becomes visible again after its visibility timeout).
 func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Message) error {
-	_, err := o.processResultMessage(ctx, msg, false)
+	_, err := o.processResultMessage(ctx, msg)
 	return err
 }
 
-// outcomeNotTaken: a message from a notification that another consumer had already read (or
-// that is gone); nothing was done.
-const outcomeNotTaken ResultOutcome = "not_taken"
-
-// processResultMessage is ProcessResultMessage; hinted says msg came inside its notification
-// rather than from a read, and the transaction then takes the message first (as a read would:
-// only if it is visible), doing nothing when another consumer has it.
-func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message, hinted bool) (ResultOutcome, error) {
+func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
 	sm, err := protocol.DecodeStepMessage(msg.Body)
 	if err != nil {
@@ -87,25 +80,8 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	b := &pgx.Batch{}
 	tl := queueLockTask(b, sm.TaskUUID, false)
 	sl := queueLockStep(b, sm.StepUUID)
-	taken := !hinted
-	if hinted {
-		b.Queue(`SELECT msg_id FROM tasker.pgmq_read_specific_message($1::text, $2::bigint, $3::integer)`,
-			queue.StepResultsQueue, msg.ID, int(o.cfg.VisibilityTimeout/time.Second)).Fn = func(br pgx.BatchResults) error {
-			rows, err := br.Query()
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				taken = true
-			}
-			return rows.Err()
-		}
-	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return "", err
-	}
-	if !taken {
-		return outcomeNotTaken, tx.Rollback(ctx)
 	}
 	task, err := tl.result(ctx, tx)
 	if errors.Is(err, ErrTaskNotFound) {

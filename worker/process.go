@@ -73,11 +73,12 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 
 // processHint handles a message a notification carried, without reading the queue: when the
 // claim takes the step it also takes the message (hinted claimFast); otherwise nothing was
-// written and the message is left to the next read, which deals with whatever it is.
-func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) {
+// written and the message is left to the next read, which deals with whatever it is. It reports
+// whether it claimed the step.
+func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) bool {
 	sm, err := protocol.DecodeStepMessage(h.Body)
 	if err != nil {
-		return // the read archives it
+		return false // the read archives it
 	}
 	log := w.log.With("queue", q, "msg_id", h.MsgID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
 	c, claimed, err := w.claimFast(ctx, q, queue.Message{ID: h.MsgID, Body: h.Body}, sm, true, log)
@@ -92,6 +93,7 @@ func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) {
 		w.metrics.hintsClaimed.Add(1)
 		w.execute(ctx, c, log)
 	}
+	return claimed
 }
 
 // claimFast claims an enqueued step in one round trip: state.ClaimQuery (which also hydrates the

@@ -213,6 +213,7 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 	backoff := w.cfg.PollInterval
 	backlog := false // the last read filled its batch: more messages are waiting
 	read := true
+	hinted := newIDRing(4 * hintCapacity) // messages claimed from notifications
 	for ctx.Err() == nil {
 		if read {
 			want := 1
@@ -242,6 +243,10 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 			w.release(n - len(msgs))
 			w.metrics.messagesRead.Add(int64(len(msgs)))
 			for _, m := range msgs {
+				if hinted.has(m.ID) {
+					w.release(1) // read while its notification's claim ran: already ours
+					continue
+				}
 				w.dispatch(p, func() { w.process(workCtx, ns, q, m) })
 			}
 			if backlog = len(msgs) == n; backlog {
@@ -259,15 +264,53 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 		}
 		w.metrics.notifyWakeups.Add(1)
 		hints, missed := wk.TakeHints()
-		read = missed || len(hints) == 0
+		if missed {
+			read = true // more than notifications told: reads take them in batches
+			continue
+		}
+		read = len(hints) == 0
 		for _, h := range hints {
 			if !w.tryAcquire() {
 				read = true // no free slot: the rest wait for a read
 				break
 			}
-			w.dispatch(p, func() { w.processHint(workCtx, ns, q, h) })
+			w.dispatch(p, func() {
+				if w.processHint(workCtx, ns, q, h) {
+					hinted.add(h.MsgID)
+				}
+			})
 		}
 	}
+}
+
+// idRing remembers the last n message ids added.
+type idRing struct {
+	mu   sync.Mutex
+	ids  []int64
+	next int
+	set  map[int64]struct{}
+}
+
+func newIDRing(n int) *idRing { return &idRing{ids: make([]int64, 0, n), set: make(map[int64]struct{}, n)} }
+
+func (r *idRing) add(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.ids) < cap(r.ids) {
+		r.ids = append(r.ids, id)
+	} else {
+		delete(r.set, r.ids[r.next])
+		r.ids[r.next] = id
+		r.next = (r.next + 1) % len(r.ids)
+	}
+	r.set[id] = struct{}{}
+}
+
+func (r *idRing) has(id int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[id]
+	return ok
 }
 
 // dispatch runs fn on the handler pool in a slot the caller acquired.
