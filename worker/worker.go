@@ -291,7 +291,9 @@ type idRing struct {
 	set  map[int64]struct{}
 }
 
-func newIDRing(n int) *idRing { return &idRing{ids: make([]int64, 0, n), set: make(map[int64]struct{}, n)} }
+func newIDRing(n int) *idRing {
+	return &idRing{ids: make([]int64, 0, n), set: make(map[int64]struct{}, n)}
+}
 
 func (r *idRing) add(id int64) {
 	r.mu.Lock()
