@@ -1468,3 +1468,70 @@ func orchUUIDList(ids []uuid.UUID) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Bad messages in orchestration_step_results reach a running orchestrator: each is archived
+// with its reason, and the orchestrator keeps working (a real task completes afterwards).
+func TestOrchestrationArchivesBadResultMessages(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	orchRegister(t, pool, orchLinearYAML)
+	reg := handlers.NewRegistry()
+	reg.MustRegister("orch.square", orchSquare(map[string]string{"ol_step_2": "ol_step_1", "ol_step_3": "ol_step_2"}))
+	o := orchNew(t, pool, nil)
+	if err := o.EnsureQueues(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := orchCreate(t, o, orchRequest("orch_linear", "linear", `{"n": 3}`))
+	q := queue.NewClient(pool)
+	send := func(body string) int64 {
+		t.Helper()
+		id, err := q.SendWithNotify(ctx, pool, queue.StepResultsQueue, json.RawMessage(body), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	want := map[int64]string{
+		send(`{}`):        "malformed_message",
+		send(`[1, 2, 3]`): "malformed_message",
+		send(`{"task_uuid": "not-a-uuid", "step_uuid": "x"}`):                                                                               "malformed_message",
+		send(fmt.Sprintf(`{"task_uuid": %q, "step_uuid": %q, "correlation_id": %q}`, uuid.New(), uuid.New(), uuid.New())):                   "task_not_found",
+		send(fmt.Sprintf(`{"task_uuid": %q, "step_uuid": %q, "correlation_id": %q}`, other.TaskUUID, uuid.New(), other.CorrelationID)):      "step_not_found",
+		send(fmt.Sprintf(`{"task_uuid": %q, "step_uuid": %q, "correlation_id": %q}`, other.TaskUUID, other.Steps["ol_step_1"], uuid.New())): "duplicate_result",
+	}
+	orchRun(t, o)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := map[int64]string{}
+		rows, err := pool.Query(ctx, `SELECT msg_id, COALESCE(headers->>'x-tasker-archive-reason', '') FROM pgmq.a_orchestration_step_results`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			var reason string
+			if err := rows.Scan(&id, &reason); err != nil {
+				t.Fatal(err)
+			}
+			got[id] = reason
+		}
+		if rows.Err() != nil {
+			t.Fatal(rows.Err())
+		}
+		missing := 0
+		for id, reason := range want {
+			if got[id] != reason {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archived %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	orchWorker(t, pool, "orch_linear", reg)
+	orchWaitTask(t, pool, other.TaskUUID, 20*time.Second, state.TaskComplete)
+}

@@ -56,15 +56,15 @@ func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Messa
 
 func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
-	sm, err := protocol.DecodeStepMessage(msg.Body)
-	if err != nil {
-		log.Warn("archiving malformed step result message", "error", err, "body", truncateBytes(msg.Body, 256))
+	sm, decodeErr := protocol.DecodeStepMessage(msg.Body)
+	if decodeErr != nil {
+		log.Warn("archiving malformed step result message", "error", decodeErr, "body", truncateBytes(msg.Body, 256))
 		tx, err := o.begin(ctx)
 		if err != nil {
 			return "", err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-		if err := o.archiveTx(ctx, tx, msg.ID, reasonMalformed, err.Error()); err != nil {
+		if err := o.archiveTx(ctx, tx, msg.ID, reasonMalformed, decodeErr.Error()); err != nil {
 			return "", err
 		}
 		return OutcomeMalformed, tx.Commit(ctx)
