@@ -27,35 +27,28 @@ func (c *Client) QueueSendWithNotify(b *pgx.Batch, queue string, body any, delay
 // QueueDelete queues on b the deletion of a message; deleted, when not nil, reports whether it
 // was there.
 func (c *Client) QueueDelete(b *pgx.Batch, queue string, msgID int64, deleted *bool) error {
-	if err := ValidateName(queue); err != nil {
-		return err
-	}
-	b.Queue("SELECT pgmq.delete($1::text, $2::bigint)", queue, msgID).Fn = func(br pgx.BatchResults) error {
-		var ok bool
-		if err := br.QueryRow().Scan(&ok); err != nil {
-			return opErr("delete", queue, err)
-		}
-		if deleted != nil {
-			*deleted = ok
-		}
-		return nil
-	}
-	return nil
+	return queueMessageOp(b, "delete", "SELECT pgmq.delete($1::text, $2::bigint)", queue, msgID, deleted)
 }
 
 // QueueArchive queues on b the move of a message to the archive; archived, when not nil,
 // reports whether it was there.
 func (c *Client) QueueArchive(b *pgx.Batch, queue string, msgID int64, archived *bool) error {
+	return queueMessageOp(b, "archive", "SELECT pgmq.archive($1::text, $2::bigint)", queue, msgID, archived)
+}
+
+// queueMessageOp queues sql, a PGMQ function of (queue, msg_id) returning whether the message
+// was there.
+func queueMessageOp(b *pgx.Batch, op, sql, queue string, msgID int64, found *bool) error {
 	if err := ValidateName(queue); err != nil {
 		return err
 	}
-	b.Queue("SELECT pgmq.archive($1::text, $2::bigint)", queue, msgID).Fn = func(br pgx.BatchResults) error {
+	b.Queue(sql, queue, msgID).Fn = func(br pgx.BatchResults) error {
 		var ok bool
 		if err := br.QueryRow().Scan(&ok); err != nil {
-			return opErr("archive", queue, err)
+			return opErr(op, queue, err)
 		}
-		if archived != nil {
-			*archived = ok
+		if found != nil {
+			*found = ok
 		}
 		return nil
 	}

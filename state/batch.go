@@ -89,15 +89,7 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 			 WHERE workflow_step_transition_uuid = $1 AND most_recent`, head.TransitionUUID).Fn = wrapExec("retire step %s transition", stepUUID)
 	}
 	b.Queue(insertStepTransitionSQL, id, stepUUID, string(to), string(from), string(metaJSON), tr.SortKey).Fn = func(br pgx.BatchResults) error {
-		err := br.QueryRow().Scan(&tr.CreatedAt)
-		switch {
-		case err == nil:
-			return nil
-		case isUniqueViolation(err, stepMostRecentIndex):
-			return fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
-		default:
-			return fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
-		}
+		return insertErr(br.QueryRow().Scan(&tr.CreatedAt), stepMostRecentIndex, "step", stepUUID)
 	}
 	if opts.ClaimAttempt && to == StepInProgress {
 		b.Queue(claimFlagsSQL, stepUUID).Fn = func(br pgx.BatchResults) error {
@@ -220,10 +212,7 @@ func QueueInitialStepTransition(b *pgx.Batch, stepUUID uuid.UUID, metadata map[s
 	}
 	tr := &StepTransition{UUID: id, StepUUID: stepUUID, To: StepPending, SortKey: 1, MostRecent: true, Metadata: meta}
 	b.Queue(insertStepTransitionSQL, id, stepUUID, string(StepPending), "", string(meta), 1).Fn = func(br pgx.BatchResults) error {
-		if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
-			return fmt.Errorf("state: insert step %s initial transition: %w", stepUUID, err)
-		}
-		return nil
+		return insertErr(br.QueryRow().Scan(&tr.CreatedAt), stepMostRecentIndex, "step", stepUUID)
 	}
 	return tr, nil
 }
@@ -243,10 +232,7 @@ func QueueInitialTaskTransition(b *pgx.Batch, taskUUID, processorUUID uuid.UUID,
 		ProcessorUUID: processorUUID, Metadata: meta}
 	b.Queue(insertTaskTransitionSQL, id, taskUUID, string(TaskPending), "", nullableUUID(processorUUID), string(meta), 1).Fn =
 		func(br pgx.BatchResults) error {
-			if err := br.QueryRow().Scan(&tr.CreatedAt); err != nil {
-				return fmt.Errorf("state: insert task %s initial transition: %w", taskUUID, err)
-			}
-			return nil
+			return insertErr(br.QueryRow().Scan(&tr.CreatedAt), taskMostRecentIndex, "task", taskUUID)
 		}
 	return tr, nil
 }

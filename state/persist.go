@@ -260,10 +260,6 @@ func stepActionSQL(stepUUID uuid.UUID, from, to StepState, ev StepEvent) (sql st
 //
 // Invariant kept: the first transition row of a step is unique and most_recent (step row locked).
 func InitStepState(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, metadata map[string]any) (*StepTransition, error) {
-	metaJSON, err := initialMetadata(metadata)
-	if err != nil {
-		return nil, err
-	}
 	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockStepSQL, stepHeadSQL, stepUUID)
 	if err != nil {
 		return nil, fmt.Errorf("state: lock and read step %s: %w", stepUUID, err)
@@ -278,25 +274,12 @@ func InitStepState(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, metadata 
 		}
 		return nil, &InvalidTransitionError{Entity: EntityStep, ID: stepUUID, From: from, Event: "initial"}
 	}
-	return insertStepTransition(ctx, tx, stepUUID, "", StepPending, metaJSON, 1)
-}
-
-func insertStepTransition(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, from string, to StepState, meta []byte, sortKey int) (*StepTransition, error) {
-	id, err := uuid.NewV7()
+	b := &pgx.Batch{}
+	tr, err := QueueInitialStepTransition(b, stepUUID, metadata)
 	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return nil, err
 	}
-	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: StepState(from), To: to, SortKey: sortKey,
-		MostRecent: true, Metadata: meta}
-	err = tx.QueryRow(ctx, insertStepTransitionSQL,
-		id, stepUUID, string(to), from, string(meta), sortKey).Scan(&tr.CreatedAt)
-	if err != nil {
-		if isUniqueViolation(err, stepMostRecentIndex) {
-			return nil, fmt.Errorf("%w: step %s: %w", ErrConcurrentTransition, stepUUID, err)
-		}
-		return nil, fmt.Errorf("state: insert step %s transition: %w", stepUUID, err)
-	}
-	return tr, nil
+	return tr, tx.SendBatch(ctx, b).Close()
 }
 
 // TransitionTask moves a task on ev inside the caller's transaction. Entering complete also sets
@@ -441,14 +424,7 @@ func QueueTaskTransitions(b *pgx.Batch, head TaskHead, hops []TaskHop) ([]*TaskT
 				err = rows.Err()
 			}
 		}
-		switch {
-		case err == nil:
-			return nil
-		case isUniqueViolation(err, taskMostRecentIndex):
-			return fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
-		default:
-			return fmt.Errorf("state: insert task %s transitions: %w", taskUUID, err)
-		}
+		return insertErr(err, taskMostRecentIndex, "task", taskUUID)
 	}
 	if cur.State == TaskComplete {
 		b.Queue(`UPDATE tasker.tasks SET complete = true, completed_at = NOW(), updated_at = NOW()
@@ -463,10 +439,6 @@ func QueueTaskTransitions(b *pgx.Batch, head TaskHead, hops []TaskHop) ([]*TaskT
 //
 // Invariant kept: the first transition row of a task is unique and most_recent (task row locked).
 func InitTaskState(ctx context.Context, tx pgx.Tx, taskUUID, processorUUID uuid.UUID, metadata map[string]any) (*TaskTransition, error) {
-	metaJSON, err := initialMetadata(metadata)
-	if err != nil {
-		return nil, err
-	}
 	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockTaskSQL, taskHeadSQL, taskUUID)
 	if err != nil {
 		return nil, fmt.Errorf("state: lock and read task %s: %w", taskUUID, err)
@@ -481,25 +453,12 @@ func InitTaskState(ctx context.Context, tx pgx.Tx, taskUUID, processorUUID uuid.
 		}
 		return nil, &InvalidTransitionError{Entity: EntityTask, ID: taskUUID, From: from, Event: "initial"}
 	}
-	return insertTaskTransition(ctx, tx, taskUUID, "", TaskPending, processorUUID, metaJSON, 1)
-}
-
-func insertTaskTransition(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID, from string, to TaskState, processor uuid.UUID, meta []byte, sortKey int) (*TaskTransition, error) {
-	id, err := uuid.NewV7()
+	b := &pgx.Batch{}
+	tr, err := QueueInitialTaskTransition(b, taskUUID, processorUUID, metadata)
 	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return nil, err
 	}
-	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, From: TaskState(from), To: to, SortKey: sortKey,
-		MostRecent: true, ProcessorUUID: processor, Metadata: meta}
-	err = tx.QueryRow(ctx, insertTaskTransitionSQL,
-		id, taskUUID, string(to), from, nullableUUID(processor), string(meta), sortKey).Scan(&tr.CreatedAt)
-	if err != nil {
-		if isUniqueViolation(err, taskMostRecentIndex) {
-			return nil, fmt.Errorf("%w: task %s: %w", ErrConcurrentTransition, taskUUID, err)
-		}
-		return nil, fmt.Errorf("state: insert task %s transition: %w", taskUUID, err)
-	}
-	return tr, nil
+	return tr, tx.SendBatch(ctx, b).Close()
 }
 
 // CurrentStepState returns the step's state: the to_state of its most_recent transition, or
@@ -611,6 +570,19 @@ func initialMetadata(m map[string]any) ([]byte, error) {
 		return nil, fmt.Errorf("state: encode initial transition metadata: %w", err)
 	}
 	return b, nil
+}
+
+// insertErr maps the error of a transition insert: a second most_recent row is
+// ErrConcurrentTransition.
+func insertErr(err error, mostRecentIndex, entity string, id uuid.UUID) error {
+	switch {
+	case err == nil:
+		return nil
+	case isUniqueViolation(err, mostRecentIndex):
+		return fmt.Errorf("%w: %s %s: %w", ErrConcurrentTransition, entity, id, err)
+	default:
+		return fmt.Errorf("state: insert %s %s transition: %w", entity, id, err)
+	}
 }
 
 func isUniqueViolation(err error, constraint string) bool {
