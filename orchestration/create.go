@@ -178,7 +178,13 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 		NamedTaskUUID: namedTask, CorrelationID: in.correlationID, IdentityHash: hash,
 		Namespace: tmpl.NamespaceName, Name: tmpl.Name, Version: tmpl.Version,
 	}
-	err = tx.QueryRow(ctx, `
+	if err := checkInitialCycles(initial); err != nil {
+		return nil, err
+	}
+	// The task insert travels with the named steps' read; a conflict on identity_hash inserts
+	// nothing and returns no row: a duplicate.
+	inserted := false
+	tx.Pending().Queue(`
 		INSERT INTO tasker.tasks (named_task_uuid, complete, requested_at, initiator, source_system, reason,
 		                          tags, context, identity_hash, priority, correlation_id, parent_correlation_id,
 		                          created_at, updated_at)
@@ -186,19 +192,16 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 		ON CONFLICT (identity_hash) DO NOTHING
 		RETURNING task_uuid`,
 		namedTask, in.requestedAt, in.initiator, in.sourceSystem, in.reason, string(in.tags), string(in.context),
-		hash, req.Priority, in.correlationID, req.ParentCorrelationID).Scan(&out.TaskUUID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, &DuplicateTaskError{IdentityHash: hash}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: insert task: %w", err)
-	}
-
-	// Everything below is new in this transaction (no other can see it), so steps, edges and
-	// the initial transitions are queued without locks or reads and travel with the first read
-	// of advance.
-	if err := checkInitialCycles(initial); err != nil {
-		return nil, err
+		hash, req.Priority, in.correlationID, req.ParentCorrelationID).Fn = func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&out.TaskUUID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("orchestration: insert task: %w", err)
+		}
+		inserted = true
+		return nil
 	}
 	names := make([]string, len(initial))
 	for i, def := range initial {
@@ -208,6 +211,13 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	if err != nil {
 		return nil, err
 	}
+	if !inserted {
+		return nil, &DuplicateTaskError{IdentityHash: hash}
+	}
+
+	// Everything below is new in this transaction (no other can see it), so steps, edges and
+	// the initial transitions are queued without locks or reads and travel with the first read
+	// of advance.
 	b := tx.Pending()
 	out.Steps = make(map[string]uuid.UUID, len(initial))
 	for _, def := range initial {
