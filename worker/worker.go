@@ -268,7 +268,8 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 			read = true // more than notifications told: reads take them in batches
 			continue
 		}
-		read = len(hints) == 0
+		// No hints and nothing missed: a wake-up whose hints an earlier round already took.
+		read = false
 		for _, h := range hints {
 			if !w.tryAcquire() {
 				read = true // no free slot: the rest wait for a read
