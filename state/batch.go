@@ -75,9 +75,9 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 	if err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := newTransitionID()
 	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return nil, err
 	}
 	stepUUID, from := head.StepUUID, head.State
 	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: from, To: to, SortKey: head.SortKey + 1, MostRecent: true, Metadata: metaJSON}
@@ -102,6 +102,15 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 		b.Queue(sql, args...).Fn = wrapExec("update step %s flags", stepUUID)
 	}
 	return tr, nil
+}
+
+// newTransitionID is a new transition row's uuid (v7, so rows sort by creation).
+func newTransitionID() (uuid.UUID, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("state: new transition uuid: %w", err)
+	}
+	return id, nil
 }
 
 // claimFlagsSQL is a worker's claim of a step entering in_progress: in_process, attempts + 1 and
@@ -161,9 +170,9 @@ func ClaimQuery(stepUUID, taskUUID uuid.UUID, selectList, joins string, opts Tra
 	if err != nil {
 		return "", nil, nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := newTransitionID()
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return "", nil, nil, err
 	}
 	tr = &StepTransition{UUID: id, StepUUID: stepUUID, From: StepEnqueued, To: StepInProgress, MostRecent: true, Metadata: metaJSON}
 	sql = `
@@ -206,9 +215,9 @@ func QueueInitialStepTransition(b *pgx.Batch, stepUUID uuid.UUID, metadata map[s
 	if err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := newTransitionID()
 	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return nil, err
 	}
 	tr := &StepTransition{UUID: id, StepUUID: stepUUID, To: StepPending, SortKey: 1, MostRecent: true, Metadata: meta}
 	b.Queue(insertStepTransitionSQL, id, stepUUID, string(StepPending), "", string(meta), 1).Fn = func(br pgx.BatchResults) error {
@@ -224,9 +233,9 @@ func QueueInitialTaskTransition(b *pgx.Batch, taskUUID, processorUUID uuid.UUID,
 	if err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := newTransitionID()
 	if err != nil {
-		return nil, fmt.Errorf("state: new transition uuid: %w", err)
+		return nil, err
 	}
 	tr := &TaskTransition{UUID: id, TaskUUID: taskUUID, To: TaskPending, SortKey: 1, MostRecent: true,
 		ProcessorUUID: processorUUID, Metadata: meta}

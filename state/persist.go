@@ -391,9 +391,9 @@ func QueueTaskTransitions(b *pgx.Batch, head TaskHead, hops []TaskHop) ([]*TaskT
 		if err != nil {
 			return nil, fmt.Errorf("state: encode task transition metadata: %w", err)
 		}
-		id, err := uuid.NewV7()
+		id, err := newTransitionID()
 		if err != nil {
-			return nil, fmt.Errorf("state: new transition uuid: %w", err)
+			return nil, err
 		}
 		last := i == len(hops)-1
 		trs[i] = &TaskTransition{UUID: id, TaskUUID: taskUUID, From: cur.State, To: to, SortKey: cur.SortKey + 1,
