@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -639,5 +640,50 @@ func TestWorkerCheckpointYield(t *testing.T) {
 	}
 	if hist != 2 || attempts != 1 {
 		t.Fatalf("checkpoint history %d entries, attempts %d; want 2 and 1", hist, attempts)
+	}
+}
+
+// A step its template does not describe cannot run anywhere: the worker claims it, reports a
+// permanent handler_not_found failure through the normal completion (so the task does not hang)
+// and archives the message with its reason; no handler runs.
+func TestWorkerStepWithoutTemplateDefinition(t *testing.T) {
+	_, pool := testdb.New(t)
+	const ns = "wk_notmpl"
+	f := newTaskWithSteps(t, pool, ns, []string{"described", "missing"}, nil)
+	initTransitions(t, pool, f)
+	// The template describes only "described".
+	cfg, _ := json.Marshal(map[string]any{"name": "t", "namespace_name": ns, "version": "0.1.0",
+		"steps": []map[string]any{{"name": "described", "handler": map[string]any{"callable": "never"}}}})
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `UPDATE tasker.named_tasks SET configuration = $2, updated_at = clock_timestamp() WHERE named_task_uuid = $1`, f.NamedTaskUUID, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.NewClient(pool).EnsureQueue(ctx, queue.WorkerQueue(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	reg := handlers.NewRegistry()
+	reg.MustRegister("never", handlers.HandlerFunc(func(context.Context, *handlers.StepContext) handlers.Result {
+		calls.Add(1)
+		return handlers.Success(nil, nil)
+	}))
+	msgID := wkEnqueue(t, pool, ns, f, "missing")
+	wkStart(t, pool, ns, reg, nil)
+	step := f.Step(t, "missing")
+	wkWaitState(t, pool, step, state.StepEnqueuedAsErrorForOrchestration, 10*time.Second)
+	res := wkResult(t, pool, step)
+	if res.Success || res.Error == nil || res.Metadata.ErrorType == nil || *res.Metadata.ErrorType != handlers.ErrorTypeHandlerNotFound ||
+		res.Metadata.Retryable || !strings.Contains(res.Error.Message, "missing") {
+		t.Fatalf("result %+v", res)
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT headers->>'`+worker.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_notmpl_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil || reason != worker.ReasonNoTemplate {
+		t.Fatalf("archive reason %q, %v", reason, err)
+	}
+	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results WHERE message->>'step_uuid' = $1`, step.String()); n != 1 {
+		t.Fatalf("%d orchestration messages for the step, want 1", n)
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("a handler ran %d times", calls.Load())
 	}
 }
