@@ -51,16 +51,21 @@ func (t *NaiveTime) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// ParseNaiveTime parses the forms NaiveTime.UnmarshalJSON accepts.
+// ParseNaiveTime parses the forms NaiveTime.UnmarshalJSON accepts. Times whose UTC year falls
+// outside 0000–9999 are refused: they have no four-digit form to be written back in.
 func ParseNaiveTime(s string) (NaiveTime, error) {
 	norm := strings.Replace(s, " ", "T", 1)
-	if v, err := time.Parse("2006-01-02T15:04:05.999999999", norm); err == nil {
-		return NaiveTime{v}, nil
+	v, err := time.Parse("2006-01-02T15:04:05.999999999", norm)
+	if err != nil {
+		if v, err = time.Parse(time.RFC3339Nano, norm); err != nil {
+			return NaiveTime{}, fmt.Errorf("protocol: naive timestamp: cannot parse %q", s)
+		}
+		v = v.UTC()
 	}
-	if v, err := time.Parse(time.RFC3339Nano, norm); err == nil {
-		return NaiveTime{v.UTC()}, nil
+	if y := v.Year(); y < 0 || y > 9999 {
+		return NaiveTime{}, fmt.Errorf("protocol: naive timestamp %q: year %d in UTC is outside 0000-9999", s, y)
 	}
-	return NaiveTime{}, fmt.Errorf("protocol: naive timestamp: cannot parse %q", s)
+	return NaiveTime{v}, nil
 }
 
 // Task is a tasker.tasks row as tasker-core serializes it. Context and Tags are raw JSON

@@ -42,8 +42,17 @@ func TestNaiveTimeFormat(t *testing.T) {
 			t.Errorf("ParseNaiveTime(%q) = %v, %v", in, v, err)
 		}
 	}
-	if _, err := ParseNaiveTime("21/03/2026"); err == nil {
-		t.Error("accepted a non-ISO date")
+	for _, in := range []string{"21/03/2026", "0000-01-01 0:00:00+01:00", "9999-12-31T23:30:00-01:00"} {
+		if v, err := ParseNaiveTime(in); err == nil {
+			t.Errorf("ParseNaiveTime(%q) = %v: accepted a non-ISO date or a UTC year outside 0000-9999", in, v)
+		}
+	}
+	// The edges of the range round-trip.
+	for _, in := range []string{"0000-01-01T00:00:00", "9999-12-31T23:59:59.999999999"} {
+		v, err := ParseNaiveTime(in)
+		if err != nil || v.String() != in {
+			t.Errorf("ParseNaiveTime(%q) = %v, %v", in, v, err)
+		}
 	}
 }
 
