@@ -26,6 +26,9 @@ const (
 	ReasonNotClaimable  = "step_not_claimable"
 	ReasonNoTemplate    = "template_step_missing"
 	ReasonRecoveredStep = "recovered_abandoned_step"
+	// ReasonBadDependencies: a claimed step's dependency results cannot be decoded; it is
+	// reported as a permanent serialization failure.
+	ReasonBadDependencies = "dependency_results_unreadable"
 )
 
 // ArchiveReasonHeader is the header key holding why the worker archived a message.
@@ -153,31 +156,29 @@ func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm 
 	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil || !claimed {
 		return nil, false, err
 	}
-	row.current = state.StepEnqueued
 	row.seq.DependencyResults = deps
 	c = &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, head: tr.Head(), seq: row.seq, headers: msg.Headers}
 	def, err := w.templates.stepDefinition(dbctx, w.pool, row.namedTaskUUID, row.templateAt, row.seq.WorkflowStep.TemplateStepName)
-	var failure string
+	c.seq.StepDefinition = def
+	var res protocol.StepExecutionResult
+	var reason string
 	switch {
 	case errors.Is(err, errTemplateStep) || errors.Is(err, errTemplateEmpty):
 		log.Error("no template step definition for step", "error", err)
-		failure = "Step definition not found: " + err.Error()
+		res = protocol.Failure(sm.StepUUID, "Step definition not found: "+err.Error(), handlers.ErrorTypeHandlerNotFound, "", false, 0, nil)
+		reason = ReasonNoTemplate
 	case err != nil:
+		w.metrics.dbErrors.Add(1)
 		log.Error("step claimed but its template could not be read; it will be recovered after its timeout", "error", err)
-		return nil, true, err
+		return nil, true, nil
 	case depErr != nil:
 		log.Error("dependency results cannot be decoded", "error", depErr)
-		failure = "Dependency results cannot be decoded: " + depErr.Error()
+		res = protocol.Failure(sm.StepUUID, "Dependency results cannot be decoded: "+depErr.Error(), handlers.ErrorTypeSerialization, "", false, 0, nil)
+		reason = ReasonBadDependencies
 	}
-	if failure != "" {
-		c.seq.StepDefinition = def
-		res := protocol.Failure(sm.StepUUID, failure, handlers.ErrorTypeHandlerNotFound, "", false, 0, nil)
-		if depErr != nil && err == nil {
-			res = protocol.Failure(sm.StepUUID, failure, handlers.ErrorTypeSerialization, "", false, 0, nil)
-		}
-		return nil, true, w.finish(ctx, c, res, ReasonNoTemplate)
+	if reason != "" {
+		return nil, true, w.finish(ctx, c, res, reason)
 	}
-	c.seq.StepDefinition = def
 	c.timeout = w.stepTimeout(def)
 	return c, true, nil
 }
