@@ -4,6 +4,7 @@ package db
 import (
 	"context"
 	"fmt"
+	"net/url"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -73,4 +74,15 @@ func ConnectOne(ctx context.Context, url string) (*pgx.Conn, error) {
 	}
 	registerUUID(conn.TypeMap())
 	return conn, nil
+}
+
+// WithDatabase is url with its database name replaced by name (url unchanged if unparsable):
+// another database on the same server, as tests and benchmarks create them.
+func WithDatabase(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	u.Path = "/" + name
+	return u.String()
 }

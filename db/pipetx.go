@@ -20,7 +20,6 @@ type PipeTx struct {
 	tx       pgx.Tx // nil until BEGIN was sent
 	pending  *pgx.Batch
 	ended    bool
-	onSend   []func(b *pgx.Batch) error
 	onCommit []func(b *pgx.Batch) error
 }
 
@@ -45,30 +44,13 @@ func (t *PipeTx) Pending() *pgx.Batch {
 	return t.pending
 }
 
-// OnSend registers fn to run before every round trip the transaction makes, commit included:
-// it may queue on b writes it held back to coalesce them (several transitions of one row in one
-// statement, say). An error aborts the round trip.
-func (t *PipeTx) OnSend(fn func(b *pgx.Batch) error) { t.onSend = append(t.onSend, fn) }
-
-// OnCommit registers fn to queue, just before COMMIT, writes it held back until then.
+// OnCommit registers fn to queue, just before COMMIT, writes it held back until then (to
+// coalesce them: several transitions of one row in one statement, say). An error aborts the
+// commit and rolls the transaction back.
 func (t *PipeTx) OnCommit(fn func(b *pgx.Batch) error) { t.onCommit = append(t.onCommit, fn) }
-
-func (t *PipeTx) runOnSend() error { return t.run(t.onSend) }
-
-func (t *PipeTx) run(hooks []func(b *pgx.Batch) error) error {
-	for _, fn := range hooks {
-		if err := fn(t.Pending()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // Flush sends the waiting statements (and BEGIN, if not sent yet) now.
 func (t *PipeTx) Flush(ctx context.Context) error {
-	if err := t.runOnSend(); err != nil {
-		return err
-	}
 	if t.tx != nil && (t.pending == nil || t.pending.Len() == 0) {
 		return nil
 	}
@@ -80,9 +62,6 @@ func (t *PipeTx) Flush(ctx context.Context) error {
 func (t *PipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if t.ended {
 		return failedBatch{ErrPipeTxEnded}
-	}
-	if err := t.runOnSend(); err != nil {
-		return failedBatch{err}
 	}
 	all := &pgx.Batch{}
 	begin := t.tx == nil
@@ -165,13 +144,11 @@ func (t *PipeTx) Commit(ctx context.Context) error {
 	if t.ended {
 		return ErrPipeTxEnded
 	}
-	if err := t.run(t.onCommit); err != nil {
-		_ = t.Rollback(ctx)
-		return err
-	}
-	if err := t.runOnSend(); err != nil {
-		_ = t.Rollback(ctx)
-		return err
+	for _, fn := range t.onCommit {
+		if err := fn(t.Pending()); err != nil {
+			_ = t.Rollback(ctx)
+			return err
+		}
 	}
 	if t.tx == nil && (t.pending == nil || t.pending.Len() == 0) {
 		t.end()

@@ -184,7 +184,6 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	return nil
 }
 
-// every calls fn every interval until ctx is done.
 // begin starts a transaction whose BEGIN, writes and COMMIT travel with its reads (see
 // db.PipeTx): result processing and advancing a task queue their transitions and dispatches, so
 // a hop costs no round trip of its own.
@@ -192,6 +191,7 @@ func (o *Orchestrator) begin(ctx context.Context) (*db.PipeTx, error) {
 	return db.BeginPipe(ctx, o.pool)
 }
 
+// every calls fn every interval until ctx is done.
 func (o *Orchestrator) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -230,8 +230,6 @@ func isTransient(err error) bool {
 	return false
 }
 
-// pollResults reads one batch of result messages and processes them concurrently (bounded by
-// ResultConcurrency). It reports whether the batch was full.
 // pollResults reads step results and processes them; it reports whether the read filled its
 // batch (more may be waiting). Results are always read, in batches, rather than taken from the
 // notifications that carry them: under load one read per batch costs far less than one

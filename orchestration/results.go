@@ -56,14 +56,15 @@ func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Messa
 
 func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
+	tx, err := o.begin(ctx) // BEGIN is sent with the first statement
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+
 	sm, decodeErr := protocol.DecodeStepMessage(msg.Body)
 	if decodeErr != nil {
 		log.Warn("archiving malformed step result message", "error", decodeErr, "body", truncateBytes(msg.Body, 256))
-		tx, err := o.begin(ctx)
-		if err != nil {
-			return "", err
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 		if err := o.archiveTx(ctx, tx, msg.ID, reasonMalformed, decodeErr.Error()); err != nil {
 			return "", err
 		}
@@ -72,11 +73,6 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
 
 	// BEGIN, the task lock and the step lock (in that order, as everywhere), one round trip.
-	tx, err := o.begin(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	b := &pgx.Batch{}
 	tl := queueLockTask(b, sm.TaskUUID, false)
 	sl := queueLockStep(b, sm.StepUUID)

@@ -350,11 +350,9 @@ func (w *Worker) acquire(ctx context.Context, least, most int, gather time.Durat
 	n := 1
 	var deadline <-chan time.Time
 	for n < most {
-		select {
-		case w.slots <- struct{}{}:
+		if w.tryAcquire() {
 			n++
 			continue
-		default:
 		}
 		if n >= least {
 			return n

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -86,7 +85,7 @@ func NewURL(t testing.TB) string {
 		t.Fatalf("testdb: %v", err)
 	}
 	t.Cleanup(func() { dropDatabase(serverURL, name) })
-	return withDatabase(serverURL, name)
+	return db.WithDatabase(serverURL, name)
 }
 
 // NewEmptyURL creates a fresh database with nothing installed (for migration tests).
@@ -98,7 +97,7 @@ func NewEmptyURL(t testing.TB) string {
 		t.Fatalf("testdb: %v", err)
 	}
 	t.Cleanup(func() { dropDatabase(serverURL, name) })
-	return withDatabase(serverURL, name)
+	return db.WithDatabase(serverURL, name)
 }
 
 func setup(t testing.TB) {
@@ -134,7 +133,7 @@ func start(ctx context.Context) error {
 	if err := createDatabase(serverURL, template, "template0"); err != nil {
 		return err
 	}
-	pool, err := db.Connect(ctx, withDatabase(serverURL, template))
+	pool, err := db.Connect(ctx, db.WithDatabase(serverURL, template))
 	if err != nil {
 		return err
 	}
@@ -192,15 +191,6 @@ func dropDatabase(admin, name string) {
 	}
 	defer conn.Close(ctx)
 	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-}
-
-func withDatabase(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func randHex(n int) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,7 +61,7 @@ func (s *server) freshDatabase(ctx context.Context, label string) (*database, er
 	if err != nil {
 		return nil, fmt.Errorf("bench: create database %s: %w", name, err)
 	}
-	d := &database{name: name, url: databaseURL(s.adminURL, name), srv: s}
+	d := &database{name: name, url: db.WithDatabase(s.adminURL, name), srv: s}
 	start := time.Now()
 	pool, err := db.Connect(ctx, d.url)
 	if err != nil {
@@ -105,15 +104,6 @@ func (d *database) pool(ctx context.Context, maxConns int, c *sqlCounter) (*pgxp
 		cfg.ConnConfig.Tracer = c
 	}
 	return db.ConnectConfig(ctx, cfg)
-}
-
-func databaseURL(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func randHex(n int) string {
