@@ -644,12 +644,19 @@ func orchSquare(prev map[string]string) handlers.Handler {
 	})
 }
 
-func TestOrchestrationLinearWorkflowCompletes(t *testing.T) {
-	_, pool := testdb.New(t)
-	ctx := context.Background()
+// orchLinearSetup registers the linear template and returns a registry with its handler.
+func orchLinearSetup(t *testing.T, pool *pgxpool.Pool) *handlers.Registry {
+	t.Helper()
 	orchRegister(t, pool, orchLinearYAML)
 	reg := handlers.NewRegistry()
 	reg.MustRegister("orch.square", orchSquare(map[string]string{"ol_step_2": "ol_step_1", "ol_step_3": "ol_step_2"}))
+	return reg
+}
+
+func TestOrchestrationLinearWorkflowCompletes(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	reg := orchLinearSetup(t, pool)
 	o := orchNew(t, pool, nil)
 	ct := orchCreate(t, o, orchRequest("orch_linear", "linear", `{"n": 2}`))
 	orchWorker(t, pool, "orch_linear", reg)
@@ -1474,9 +1481,7 @@ func orchUUIDList(ids []uuid.UUID) string {
 func TestOrchestrationArchivesBadResultMessages(t *testing.T) {
 	_, pool := testdb.New(t)
 	ctx := context.Background()
-	orchRegister(t, pool, orchLinearYAML)
-	reg := handlers.NewRegistry()
-	reg.MustRegister("orch.square", orchSquare(map[string]string{"ol_step_2": "ol_step_1", "ol_step_3": "ol_step_2"}))
+	reg := orchLinearSetup(t, pool)
 	o := orchNew(t, pool, nil)
 	if err := o.EnsureQueues(ctx); err != nil {
 		t.Fatal(err)
