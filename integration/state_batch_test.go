@@ -21,14 +21,16 @@ const stClaimColumns = `ws.workflow_step_uuid, ws.attempts`
 func stClaim(ctx context.Context, q interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }, step, task uuid.UUID) (claimed bool, before *int32, tr *state.StepTransition, err error) {
-	sql, args, tr, err := state.ClaimQuery(step, task, stClaimColumns, "", state.TransitionOptions{})
+	sql, args, trs, err := state.ClaimQuery([]state.StepRef{{StepUUID: step, TaskUUID: task}}, stClaimColumns, "", state.TransitionOptions{})
 	if err != nil {
 		return false, nil, nil, err
 	}
+	tr = trs[0]
 	b := &pgx.Batch{}
 	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
 		var id uuid.UUID
-		err := br.QueryRow().Scan(&id, &before, &tr.Attempts, &tr.SortKey, &tr.CreatedAt)
+		var index int
+		err := br.QueryRow().Scan(&id, &before, &tr.Attempts, &tr.SortKey, &tr.CreatedAt, &index)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

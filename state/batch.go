@@ -39,6 +39,27 @@ func (t *StepTransition) Head() StepHead {
 // Transitions guarded by the parents' states (pending → enqueued / in_progress) need a read;
 // they are refused here (use TransitionStep) unless opts.DependenciesChecked.
 func QueueStepTransition(b *pgx.Batch, head StepHead, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
+	tr, err := PrepareStepTransition(head, ev, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.Queue(lockStepSQL, head.StepUUID).Fn = func(br pgx.BatchResults) error {
+		var one int
+		if err := br.QueryRow().Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrStepNotFound, head.StepUUID)
+		} else if err != nil {
+			return fmt.Errorf("state: lock step %s: %w", head.StepUUID, err)
+		}
+		return nil
+	}
+	queueStepWrites(b, head, tr, ev, opts)
+	return tr, nil
+}
+
+// PrepareStepTransition checks the move from head on ev as QueueStepTransition does and returns
+// the row that move writes (uuid, to state, metadata, sort key), touching no database: for a
+// caller that writes the transition with statements of its own.
+func PrepareStepTransition(head StepHead, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
 	if !ev.Type.Valid() {
 		return nil, fmt.Errorf("state: unknown step event type %q", ev.Type)
 	}
@@ -53,24 +74,15 @@ func QueueStepTransition(b *pgx.Batch, head StepHead, ev StepEvent, opts Transit
 	if stepNeedsDependencies(head.State, ev.Type) && !opts.DependenciesChecked {
 		return nil, fmt.Errorf("state: %s on a %s step checks its dependencies; use TransitionStep", ev.Type, head.State)
 	}
+	return newStepTransition(head, to, ev, opts)
+}
+
+// newStepTransition is the row a validated transition from head to to writes.
+func newStepTransition(head StepHead, to StepState, ev StepEvent, opts TransitionOptions) (*StepTransition, error) {
 	eventJSON, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode step event: %w", err)
 	}
-	b.Queue(lockStepSQL, head.StepUUID).Fn = func(br pgx.BatchResults) error {
-		var one int
-		if err := br.QueryRow().Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: %s", ErrStepNotFound, head.StepUUID)
-		} else if err != nil {
-			return fmt.Errorf("state: lock step %s: %w", head.StepUUID, err)
-		}
-		return nil
-	}
-	return queueStepWrites(b, head, to, ev, eventJSON, opts)
-}
-
-// queueStepWrites queues retire + insert + flags for a validated transition from head to to.
-func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, eventJSON []byte, opts TransitionOptions) (*StepTransition, error) {
 	metaJSON, err := stepMetadata(eventJSON, opts)
 	if err != nil {
 		return nil, err
@@ -79,8 +91,13 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 	if err != nil {
 		return nil, err
 	}
-	stepUUID, from := head.StepUUID, head.State
-	tr := &StepTransition{UUID: id, StepUUID: stepUUID, From: from, To: to, SortKey: head.SortKey + 1, MostRecent: true, Metadata: metaJSON}
+	return &StepTransition{UUID: id, StepUUID: head.StepUUID, From: head.State, To: to, SortKey: head.SortKey + 1,
+		MostRecent: true, Metadata: metaJSON}, nil
+}
+
+// queueStepWrites queues retire + insert + flags for tr, a validated transition from head.
+func queueStepWrites(b *pgx.Batch, head StepHead, tr *StepTransition, ev StepEvent, opts TransitionOptions) {
+	stepUUID, from, to := head.StepUUID, head.State, tr.To
 	if head.TransitionUUID == uuid.Nil {
 		b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
 			 WHERE workflow_step_uuid = $1 AND most_recent`, stepUUID).Fn = wrapExec("retire step %s transition", stepUUID)
@@ -88,7 +105,7 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 		b.Queue(`UPDATE tasker.workflow_step_transitions SET most_recent = false, updated_at = NOW()
 			 WHERE workflow_step_transition_uuid = $1 AND most_recent`, head.TransitionUUID).Fn = wrapExec("retire step %s transition", stepUUID)
 	}
-	b.Queue(insertStepTransitionSQL, id, stepUUID, string(to), string(from), string(metaJSON), tr.SortKey).Fn = func(br pgx.BatchResults) error {
+	b.Queue(insertStepTransitionSQL, tr.UUID, stepUUID, string(to), string(from), string(tr.Metadata), tr.SortKey).Fn = func(br pgx.BatchResults) error {
 		return insertErr(br.QueryRow().Scan(&tr.CreatedAt), stepMostRecentIndex, "step", stepUUID)
 	}
 	if opts.ClaimAttempt && to == StepInProgress {
@@ -101,7 +118,6 @@ func queueStepWrites(b *pgx.Batch, head StepHead, to StepState, ev StepEvent, ev
 	} else if sql, args := stepActionSQL(stepUUID, from, to, ev); sql != "" {
 		b.Queue(sql, args...).Fn = wrapExec("update step %s flags", stepUUID)
 	}
-	return tr, nil
 }
 
 // newTransitionID is a new transition row's uuid (v7, so rows sort by creation).
@@ -149,18 +165,24 @@ func stepMetadata(eventJSON []byte, opts TransitionOptions) ([]byte, error) {
 	return b, nil
 }
 
-// ClaimQuery builds one statement that claims an enqueued step of task taskUUID, and selects
-// selectList (over the locked step row, aliased ws, joined with joins) when, and only when, the
-// claim happened: lock the step row, retire its head if that head is enqueued, insert the
-// in_progress head, and set in_process, attempts + 1 and last_attempted_at. The select list sees
-// the step row as it was before the claim; three columns follow it: attempts after the claim,
-// the new head's sort_key and created_at. No row means nothing was written (the step is not
-// enqueued, is not the task's, or does not exist); the caller decides why with a locking read.
+// StepRef names a step and the task a message says it belongs to.
+type StepRef struct{ StepUUID, TaskUUID uuid.UUID }
+
+// ClaimQuery builds one statement that claims the enqueued steps of refs (distinct steps, each
+// of the task given with it), and selects selectList (over each claimed step row, aliased ws,
+// joined with joins) for the steps it claimed: lock the step rows, retire each head that is
+// enqueued, insert the in_progress heads, and set in_process, attempts + 1 and
+// last_attempted_at. The select list sees a step row as it was before the claim; four columns
+// follow it: attempts after the claim, the new head's sort_key and created_at, and the index of
+// the step in refs. trs[i] is the transition refs[i]'s claim writes. A ref without a row wrote
+// nothing (the step is not enqueued, is not the task's, or does not exist); the caller decides
+// why with a locking read.
 //
-// Invariant kept: as TransitionStep, in one statement. Under concurrent claims the losers block
-// on the step row lock and then find the head already retired (the UPDATE re-checks the row
+// Invariant kept: as TransitionStep, per step, in one statement. Step rows are locked in uuid
+// order, so concurrent claims cannot deadlock; under concurrent claims of a step the losers
+// block on its row lock and then find the head already retired (the UPDATE re-checks the row
 // version it waited for), so exactly one claim inserts an in_progress head.
-func ClaimQuery(stepUUID, taskUUID uuid.UUID, selectList, joins string, opts TransitionOptions) (sql string, args []any, tr *StepTransition, err error) {
+func ClaimQuery(refs []StepRef, selectList, joins string, opts TransitionOptions) (sql string, args []any, trs []*StepTransition, err error) {
 	ev := StepEvent{Type: StepEventStart}
 	eventJSON, err := json.Marshal(ev)
 	if err != nil {
@@ -170,40 +192,57 @@ func ClaimQuery(stepUUID, taskUUID uuid.UUID, selectList, joins string, opts Tra
 	if err != nil {
 		return "", nil, nil, err
 	}
-	id, err := newTransitionID()
-	if err != nil {
-		return "", nil, nil, err
+	n := len(refs)
+	steps, tasks, ids := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	seen := make(map[uuid.UUID]bool, n)
+	trs = make([]*StepTransition, n)
+	for i, r := range refs {
+		if seen[r.StepUUID] {
+			return "", nil, nil, fmt.Errorf("state: step %s claimed twice in one statement", r.StepUUID)
+		}
+		seen[r.StepUUID] = true
+		if ids[i], err = newTransitionID(); err != nil {
+			return "", nil, nil, err
+		}
+		steps[i], tasks[i] = r.StepUUID, r.TaskUUID
+		trs[i] = &StepTransition{UUID: ids[i], StepUUID: r.StepUUID, From: StepEnqueued, To: StepInProgress, MostRecent: true, Metadata: metaJSON}
 	}
-	tr = &StepTransition{UUID: id, StepUUID: stepUUID, From: StepEnqueued, To: StepInProgress, MostRecent: true, Metadata: metaJSON}
 	sql = `
-WITH ws AS (
+WITH i AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS i(step_uuid, task_uuid, tr_uuid, ord)),
+ws AS (
     SELECT * FROM tasker.workflow_steps
-     WHERE workflow_step_uuid = $1 AND task_uuid = $2
+     WHERE workflow_step_uuid = ANY($1::uuid[])
+     ORDER BY workflow_step_uuid
        FOR NO KEY UPDATE),
 retired AS (
-    UPDATE tasker.workflow_step_transitions
+    UPDATE tasker.workflow_step_transitions t
        SET most_recent = false, updated_at = NOW()
-     WHERE workflow_step_uuid = (SELECT workflow_step_uuid FROM ws)
-       AND most_recent AND to_state = 'enqueued'
-    RETURNING workflow_step_uuid),
+      FROM ws JOIN i ON i.step_uuid = ws.workflow_step_uuid AND i.task_uuid = ws.task_uuid
+     WHERE t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent AND t.to_state = 'enqueued'
+    RETURNING t.workflow_step_uuid, i.tr_uuid, i.ord),
 head AS (
     INSERT INTO tasker.workflow_step_transitions
            (workflow_step_transition_uuid, workflow_step_uuid, to_state, from_state, metadata,
             sort_key, most_recent, created_at, updated_at)
-    SELECT $3, r.workflow_step_uuid, 'in_progress', 'enqueued', $4::jsonb,
-           (SELECT max(sort_key) FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = $1) + 1,
+    SELECT r.tr_uuid, r.workflow_step_uuid, 'in_progress', 'enqueued', $4::jsonb,
+           (SELECT max(sort_key) FROM tasker.workflow_step_transitions t WHERE t.workflow_step_uuid = r.workflow_step_uuid) + 1,
            true, NOW(), NOW()
       FROM retired r
-    RETURNING sort_key, created_at),
+    RETURNING workflow_step_uuid, sort_key, created_at),
 claimed AS (
-    UPDATE tasker.workflow_steps
-       SET in_process = true, attempts = COALESCE(attempts, 0) + 1,
+    UPDATE tasker.workflow_steps s
+       SET in_process = true, attempts = COALESCE(s.attempts, 0) + 1,
            last_attempted_at = timezone('UTC', clock_timestamp()), updated_at = NOW()
-     WHERE workflow_step_uuid = $1 AND EXISTS (SELECT 1 FROM head)
-    RETURNING attempts)
-SELECT ` + selectList + `, claimed.attempts, head.sort_key, head.created_at
-  FROM ws CROSS JOIN claimed CROSS JOIN head ` + joins
-	return sql, []any{stepUUID, taskUUID, id, string(metaJSON)}, tr, nil
+      FROM head h
+     WHERE s.workflow_step_uuid = h.workflow_step_uuid
+    RETURNING s.workflow_step_uuid, s.attempts)
+SELECT ` + selectList + `, claimed.attempts, head.sort_key, head.created_at, r.ord - 1
+  FROM retired r
+  JOIN ws ON ws.workflow_step_uuid = r.workflow_step_uuid
+  JOIN claimed ON claimed.workflow_step_uuid = r.workflow_step_uuid
+  JOIN head ON head.workflow_step_uuid = r.workflow_step_uuid ` + joins
+	return sql, []any{steps, tasks, ids, string(metaJSON)}, trs, nil
 }
 
 // QueueInitialStepTransition queues the first transition of a step created in the caller's

@@ -112,10 +112,6 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 	if !ev.Type.Valid() {
 		return nil, fmt.Errorf("state: unknown step event type %q", ev.Type)
 	}
-	eventJSON, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("state: encode step event: %w", err)
-	}
 	// The head is read by a second statement after the lock (pipelined in one round trip): in
 	// READ COMMITTED its snapshot includes whatever the previous lock holder committed.
 	found, cur, maxKey, err := lockAndReadHead(ctx, tx, lockStepSQL, stepHeadSQL, stepUUID)
@@ -160,11 +156,12 @@ func TransitionStep(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, ev StepE
 	}
 
 	head := StepHead{StepUUID: stepUUID, State: from, SortKey: maxKey}
-	b := &pgx.Batch{}
-	tr, err := queueStepWrites(b, head, to, ev, eventJSON, opts)
+	tr, err := newStepTransition(head, to, ev, opts)
 	if err != nil {
 		return nil, err
 	}
+	b := &pgx.Batch{}
+	queueStepWrites(b, head, tr, ev, opts)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}

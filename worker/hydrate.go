@@ -147,32 +147,53 @@ func scanStep(row pgx.Row, extra ...any) (*stepRow, error) {
 // loadDependencyResults returns the results of finished ancestors keyed by step name, as
 // tasker-core's get_results_map does (the farther duplicate wins; unfinished ones are skipped).
 func loadDependencyResults(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID) (map[string]protocol.StepExecutionResult, error) {
-	rows, err := tx.Query(ctx, dependencyResultsSQL, stepUUID)
+	rows, err := tx.Query(ctx, dependencyResultsSQL, []uuid.UUID{stepUUID})
 	if err != nil {
 		return nil, fmt.Errorf("load dependency results: %w", err)
 	}
-	return scanDependencyResults(rows)
+	deps, errs, err := scanDependencyResults(rows, 1)
+	if err != nil {
+		return nil, fmt.Errorf("load dependency results: %w", err)
+	}
+	return deps[0], errs[0]
 }
 
-const dependencyResultsSQL = `SELECT step_name, results FROM tasker.get_step_transitive_dependencies($1)
-	WHERE processed AND results IS NOT NULL ORDER BY distance, workflow_step_uuid`
+// dependencyResultsSQL reads the finished ancestors of each step of $1, by the step's index in
+// $1, nearest first.
+const dependencyResultsSQL = `SELECT i.ord - 1, d.step_name, d.results
+  FROM unnest($1::uuid[]) WITH ORDINALITY AS i(step_uuid, ord),
+       LATERAL tasker.get_step_transitive_dependencies(i.step_uuid) d
+ WHERE d.processed AND d.results IS NOT NULL
+ ORDER BY i.ord, d.distance, d.workflow_step_uuid`
 
-func scanDependencyResults(rows pgx.Rows) (map[string]protocol.StepExecutionResult, error) {
+// scanDependencyResults reads dependencyResultsSQL for n steps: deps[i] are step i's results by
+// name; errs[i] says why they could not be decoded. err is a failure to read the rows.
+func scanDependencyResults(rows pgx.Rows, n int) (deps []map[string]protocol.StepExecutionResult, errs []error, err error) {
 	defer rows.Close()
-	out := map[string]protocol.StepExecutionResult{}
+	deps, errs = make([]map[string]protocol.StepExecutionResult, n), make([]error, n)
+	for i := range deps {
+		deps[i] = map[string]protocol.StepExecutionResult{}
+	}
 	for rows.Next() {
-		var name string
-		var raw []byte
-		if err := rows.Scan(&name, &raw); err != nil {
-			return nil, err
+		var (
+			i    int
+			name string
+			raw  []byte
+		)
+		if err := rows.Scan(&i, &name, &raw); err != nil {
+			return nil, nil, err
+		}
+		if i < 0 || i >= n {
+			return nil, nil, fmt.Errorf("dependency row for step %d of %d", i, n)
 		}
 		var res protocol.StepExecutionResult
 		if err := json.Unmarshal(raw, &res); err != nil {
-			return nil, fmt.Errorf("dependency %q has malformed results: %w", name, err)
+			errs[i] = fmt.Errorf("dependency %q has malformed results: %w", name, err)
+			continue
 		}
-		out[name] = res
+		deps[i][name] = res
 	}
-	return out, rows.Err()
+	return deps, errs, rows.Err()
 }
 
 // templateCache keeps the step definitions of each named task, keyed by its uuid and refreshed

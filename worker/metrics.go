@@ -29,6 +29,8 @@ type Metrics struct {
 	pollWakeups         atomic.Int64
 	hintsClaimed        atomic.Int64
 	hintsMissed         atomic.Int64
+	completionGroups    atomic.Int64
+	groupedCompletions  atomic.Int64
 	inFlight            atomic.Int64
 	stuckHandlers       atomic.Int64
 
@@ -88,6 +90,9 @@ type Snapshot struct {
 	MessagesRead, Claimed, Completed, Failed, Malformed, Duplicates, Archived, Recovered,
 	InProgressElsewhere, LateRejected, Interrupted, Checkpoints, DBErrors, NotifyWakeups,
 	PollWakeups, HintsClaimed, HintsMissed, InFlight, StuckHandlers int64
+	// CompletionGroups counts grouped completion statements; GroupedCompletions the
+	// completions they carried.
+	CompletionGroups, GroupedCompletions int64
 	Uptime time.Duration
 	Steps  []StepStats
 }
@@ -102,6 +107,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		DBErrors: m.dbErrors.Load(), NotifyWakeups: m.notifyWakeups.Load(), PollWakeups: m.pollWakeups.Load(),
 		HintsClaimed: m.hintsClaimed.Load(), HintsMissed: m.hintsMissed.Load(),
 		InFlight: m.inFlight.Load(), StuckHandlers: m.stuckHandlers.Load(),
+		CompletionGroups: m.completionGroups.Load(), GroupedCompletions: m.groupedCompletions.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

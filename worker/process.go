@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
@@ -45,33 +47,100 @@ type claim struct {
 	headers json.RawMessage // the message's PGMQ headers (W3C trace context)
 }
 
-// process handles one message end to end. It never returns an error: every outcome is either
-// committed, archived with a reason, or left for redelivery, and logged.
-func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
+// claimMsg is a decoded step message and its logger.
+type claimMsg struct {
+	msg queue.Message
+	sm  protocol.StepMessage
+	log *slog.Logger
+}
+
+// decode decodes msg; a malformed message is archived and ok is false.
+func (w *Worker) decode(ctx context.Context, q string, msg queue.Message) (m claimMsg, ok bool) {
 	log := w.log.With("queue", q, "msg_id", msg.ID)
 	sm, err := protocol.DecodeStepMessage(msg.Body)
 	if err != nil {
 		w.metrics.malformed.Add(1)
 		log.Warn("archiving malformed step message", "error", err, "body", truncateForLog(msg.Body))
 		w.archive(ctx, q, msg.ID, ReasonMalformed, err.Error())
-		return
+		return m, false
 	}
 	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
+	return claimMsg{msg: msg, sm: sm, log: log}, true
+}
 
-	c, claimed, err := w.claimFast(ctx, q, msg, sm, false, log)
-	if err == nil && !claimed {
-		c, err = w.claim(ctx, q, msg, sm, log)
+// process handles one message end to end. It never returns an error: every outcome is either
+// committed, archived with a reason, or left for redelivery, and logged.
+func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
+	m, ok := w.decode(ctx, q, msg)
+	if !ok {
+		return
+	}
+	out, err := w.claimFast(ctx, q, []claimMsg{m}, false)
+	var fc fastClaim
+	if err == nil {
+		fc = out[0]
+	}
+	w.run(ctx, q, m, fc, err)
+}
+
+// run takes a message on from claimFast's outcome: it executes the claimed step, or decides
+// under the row lock (claim) what a message the fast claim did not apply to means.
+func (w *Worker) run(ctx context.Context, q string, m claimMsg, fc fastClaim, err error) {
+	if err == nil {
+		err = fc.err
+	}
+	c := fc.c
+	if err == nil && !fc.claimed {
+		c, err = w.claim(ctx, q, m.msg, m.sm, m.log)
 	}
 	if err != nil {
 		w.metrics.dbErrors.Add(1)
-		log.Error("claim failed; message will be redelivered after its visibility timeout", "error", err)
+		m.log.Error("claim failed; message will be redelivered after its visibility timeout", "error", err)
 		return
 	}
 	if c == nil {
 		return
 	}
 	w.metrics.claimed.Add(1)
-	w.execute(ctx, c, log)
+	w.execute(ctx, c, m.log)
+}
+
+// claimGroup claims the steps of messages read together with one claimFast, then hands each
+// message to the pool (holding the slot the fetcher acquired for it): a claimed step runs its
+// handler, any other message takes the slow path. Malformed messages, a second message for a
+// step already in the group, and all of them when the group claim fails, are processed one by
+// one.
+func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Message, p *pool.Pool) {
+	group := make([]claimMsg, 0, len(msgs))
+	seen := make(map[uuid.UUID]bool, len(msgs))
+	for _, msg := range msgs {
+		sm, err := protocol.DecodeStepMessage(msg.Body)
+		if err != nil || seen[sm.StepUUID] {
+			w.dispatch(p, func() { w.process(ctx, ns, q, msg) })
+			continue
+		}
+		seen[sm.StepUUID] = true
+		log := w.log.With("queue", q, "msg_id", msg.ID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
+		group = append(group, claimMsg{msg: msg, sm: sm, log: log})
+	}
+	if len(group) == 0 {
+		return
+	}
+	out, err := w.claimFast(ctx, q, group, false)
+	if err != nil && len(group) > 1 {
+		w.log.Warn("group claim failed; claiming its messages one by one", "queue", q, "messages", len(group), "error", err)
+		for _, m := range group {
+			w.dispatch(p, func() { w.process(ctx, ns, q, m.msg) })
+		}
+		return
+	}
+	for i, m := range group {
+		var fc fastClaim
+		if err == nil {
+			fc = out[i]
+		}
+		w.dispatch(p, func() { w.run(ctx, q, m, fc, err) })
+	}
 }
 
 // processHint handles a message a notification carried, without reading the queue: when the
@@ -84,103 +153,155 @@ func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) bo
 		return false // the read archives it
 	}
 	log := w.log.With("queue", q, "msg_id", h.MsgID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
-	c, claimed, err := w.claimFast(ctx, q, queue.Message{ID: h.MsgID, Body: h.Body}, sm, true, log)
+	out, err := w.claimFast(ctx, q, []claimMsg{{msg: queue.Message{ID: h.MsgID, Body: h.Body}, sm: sm, log: log}}, true)
+	if err == nil {
+		err = out[0].err
+	}
 	switch {
 	case err != nil:
 		w.metrics.dbErrors.Add(1)
 		log.Error("claim from notification failed; the message will be read again", "error", err)
-	case !claimed:
+		return out != nil && out[0].claimed
+	case !out[0].claimed:
 		w.metrics.hintsMissed.Add(1)
-	case c != nil:
+	case out[0].c != nil:
 		w.metrics.claimed.Add(1)
 		w.metrics.hintsClaimed.Add(1)
-		w.execute(ctx, c, log)
+		w.execute(ctx, out[0].c, log)
 	}
-	return claimed
+	return out[0].claimed
 }
 
-// claimFast claims an enqueued step in one round trip: state.ClaimQuery (which also hydrates the
-// step) and the dependency results in one batch, committed by the batch's implicit transaction.
-// claimed is false, with nothing written, for anything but an enqueued step of the message's
-// task; claim then decides under the row lock. A claimed step it cannot run (no template step,
-// unreadable dependency results) is reported failed at once, so c is nil with claimed true.
-// hinted says msg came in a notification, not from a read: the same batch then also takes the
+// fastClaim is what claimFast did with one message. claimed false means nothing was written:
+// the step is not an enqueued step of the message's task, and claim decides under the row lock.
+// A claimed step it could not run (no template step, unreadable dependency results) was
+// reported failed at once, so c is nil; err is a failure after the claim.
+type fastClaim struct {
+	c       *claim
+	claimed bool
+	err     error
+}
+
+// claimFast claims the enqueued steps of msgs (distinct steps) in one round trip:
+// state.ClaimQuery (which also hydrates them) and their dependency results in one batch,
+// committed by the batch's implicit transaction. err means nothing was claimed. hinted says the
+// one message came in a notification, not from a read: the same batch then also takes the
 // message (its visibility timeout, as a read sets it) if, and only if, the claim succeeded.
-func (w *Worker) claimFast(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, hinted bool, log *slog.Logger) (c *claim, claimed bool, err error) {
+func (w *Worker) claimFast(ctx context.Context, q string, msgs []claimMsg, hinted bool) ([]fastClaim, error) {
 	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
 	defer cancel()
-	sql, args, tr, err := state.ClaimQuery(sm.StepUUID, sm.TaskUUID, stepColumns, stepJoins, state.TransitionOptions{})
+	n := len(msgs)
+	refs, steps := make([]state.StepRef, n), make([]uuid.UUID, n)
+	for i, m := range msgs {
+		refs[i], steps[i] = state.StepRef{StepUUID: m.sm.StepUUID, TaskUUID: m.sm.TaskUUID}, m.sm.StepUUID
+	}
+	sql, args, trs, err := state.ClaimQuery(refs, stepColumns, stepJoins, state.TransitionOptions{})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	var (
-		row    *stepRow
-		deps   map[string]protocol.StepExecutionResult
-		depErr error
+		rows    = make([]*stepRow, n)
+		deps    []map[string]protocol.StepExecutionResult
+		depErrs []error
 	)
 	b := &pgx.Batch{}
 	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
-		var err error
-		row, err = scanStep(br.QueryRow(), &tr.Attempts, &tr.SortKey, &tr.CreatedAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
+		rs, err := br.Query()
 		if err != nil {
-			return fmt.Errorf("claim step %s: %w", sm.StepUUID, err)
+			return fmt.Errorf("claim steps: %w", err)
 		}
-		claimed = true
+		defer rs.Close()
+		for rs.Next() {
+			var (
+				attempts int32
+				sortKey  int
+				created  time.Time
+				i        int
+			)
+			row, err := scanStep(rs, &attempts, &sortKey, &created, &i)
+			if err != nil {
+				return fmt.Errorf("claim steps: %w", err)
+			}
+			if i < 0 || i >= n {
+				return fmt.Errorf("claim steps: row for step %d of %d", i, n)
+			}
+			rows[i] = row
+			trs[i].Attempts, trs[i].SortKey, trs[i].CreatedAt = attempts, sortKey, created
+		}
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("claim steps: %w", err)
+		}
 		return nil
 	}
-	b.Queue(dependencyResultsSQL, sm.StepUUID).Fn = func(br pgx.BatchResults) error {
-		rows, err := br.Query()
+	b.Queue(dependencyResultsSQL, steps).Fn = func(br pgx.BatchResults) error {
+		rs, err := br.Query()
+		if err == nil {
+			deps, depErrs, err = scanDependencyResults(rs, n)
+		}
 		if err != nil {
 			return fmt.Errorf("load dependency results: %w", err)
 		}
-		deps, depErr = scanDependencyResults(rows)
 		return nil
 	}
 	if hinted {
 		// Gated on the claim's own transition row: set_vt runs only when the claim happened.
+		m := &msgs[0]
 		b.Queue(`SELECT headers FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)
 		          WHERE EXISTS (SELECT 1 FROM tasker.workflow_step_transitions WHERE workflow_step_transition_uuid = $4)`,
-			q, msg.ID, int(w.cfg.VisibilityTimeout/time.Second), tr.UUID).Fn = func(br pgx.BatchResults) error {
+			q, m.msg.ID, int(w.cfg.VisibilityTimeout/time.Second), trs[0].UUID).Fn = func(br pgx.BatchResults) error {
 			var headers []byte
 			err := br.QueryRow().Scan(&headers)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil // not claimed, or the message is gone (its completion's delete finds nothing)
 			}
-			msg.Headers = rawOrNil(headers)
+			m.msg.Headers = rawOrNil(headers)
 			return err
 		}
 	}
-	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil || !claimed {
-		return nil, false, err
+	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil {
+		return nil, err
 	}
-	row.seq.DependencyResults = deps
-	c = &claim{queue: q, msgID: msg.ID, attempt: tr.Attempts, head: tr.Head(), seq: row.seq, headers: msg.Headers}
+	out := make([]fastClaim, n)
+	for i, m := range msgs {
+		if rows[i] == nil {
+			continue
+		}
+		rows[i].seq.DependencyResults = deps[i]
+		c, err := w.prepareClaim(ctx, dbctx, q, m, rows[i], trs[i], depErrs[i])
+		out[i] = fastClaim{c: c, claimed: true, err: err}
+	}
+	return out, nil
+}
+
+// prepareClaim completes a fast claim: the step definition from the template, the timeout. A
+// step it cannot run (no template step, unreadable dependency results) is reported failed at
+// once and c is nil; so is a step whose template could not be read (it is recovered after its
+// timeout).
+func (w *Worker) prepareClaim(ctx, dbctx context.Context, q string, m claimMsg, row *stepRow, tr *state.StepTransition, depErr error) (*claim, error) {
+	c := &claim{queue: q, msgID: m.msg.ID, attempt: tr.Attempts, head: tr.Head(), seq: row.seq, headers: m.msg.Headers}
 	def, err := w.templates.stepDefinition(dbctx, w.pool, row.namedTaskUUID, row.templateAt, row.seq.WorkflowStep.TemplateStepName)
 	c.seq.StepDefinition = def
 	var res protocol.StepExecutionResult
 	var reason string
 	switch {
 	case errors.Is(err, errTemplateStep) || errors.Is(err, errTemplateEmpty):
-		log.Error("no template step definition for step", "error", err)
-		res = protocol.Failure(sm.StepUUID, "Step definition not found: "+err.Error(), handlers.ErrorTypeHandlerNotFound, "", false, 0, nil)
+		m.log.Error("no template step definition for step", "error", err)
+		res = protocol.Failure(m.sm.StepUUID, "Step definition not found: "+err.Error(), handlers.ErrorTypeHandlerNotFound, "", false, 0, nil)
 		reason = ReasonNoTemplate
 	case err != nil:
 		w.metrics.dbErrors.Add(1)
-		log.Error("step claimed but its template could not be read; it will be recovered after its timeout", "error", err)
-		return nil, true, nil
+		m.log.Error("step claimed but its template could not be read; it will be recovered after its timeout", "error", err)
+		return nil, nil
 	case depErr != nil:
-		log.Error("dependency results cannot be decoded", "error", depErr)
-		res = protocol.Failure(sm.StepUUID, "Dependency results cannot be decoded: "+depErr.Error(), handlers.ErrorTypeSerialization, "", false, 0, nil)
+		m.log.Error("dependency results cannot be decoded", "error", depErr)
+		res = protocol.Failure(m.sm.StepUUID, "Dependency results cannot be decoded: "+depErr.Error(), handlers.ErrorTypeSerialization, "", false, 0, nil)
 		reason = ReasonBadDependencies
 	}
 	if reason != "" {
-		return nil, true, w.finish(ctx, c, res, reason)
+		return nil, w.finish(ctx, c, res, reason)
 	}
 	c.timeout = w.stepTimeout(def)
-	return c, true, nil
+	return c, nil
 }
 
 // claim is the slow path, for messages the fast claim did not apply to; it decides what to do
@@ -346,12 +467,24 @@ func (w *Worker) complete(ctx context.Context, c *claim, res protocol.StepExecut
 	return w.finish(ctx, c, res, "")
 }
 
-// finish persists res for claim c in ONE transaction: the transition fenced on the claim's head
-// (state.QueueStepTransition), workflow_steps.results, the orchestration notification, the
-// domain events declared durable, and the consumed message's deletion (or, with a reason, its
-// archiving). A crash at any point leaves either nothing or everything. Without durable events
-// or a reason it is one round trip: a batch sent outside a transaction commits as a whole.
+// finish persists res for claim c in ONE transaction: the transition fenced on the claim's head,
+// workflow_steps.results, the orchestration notification, the domain events declared durable,
+// and the consumed message's deletion (or, with a reason, its archiving). A crash at any point
+// leaves either nothing or everything. Without durable events or a reason the completion is
+// grouped with others being written at the same time (completeGrouped); otherwise, and outside
+// Run, it is written alone (finishOne).
 func (w *Worker) finish(ctx context.Context, c *claim, res protocol.StepExecutionResult, reason string) error {
+	durable := w.events != nil && len(c.seq.StepDefinition.PublishesEvents) > 0
+	if reason == "" && !durable && w.completions != nil {
+		return w.completeGrouped(c, res)
+	}
+	return w.finishOne(ctx, c, res, reason)
+}
+
+// finishOne is finish for one completion: the transition queued by state.QueueStepTransition
+// with the other writes; without durable events or a reason it is one round trip, since a batch
+// sent outside a transaction commits as a whole.
+func (w *Worker) finishOne(ctx context.Context, c *claim, res protocol.StepExecutionResult, reason string) error {
 	b := &pgx.Batch{}
 	if err := w.queueResult(b, c.head, c.seq, res); err != nil {
 		return err

@@ -66,6 +66,7 @@ type Worker struct {
 	metrics        Metrics
 	slots          chan struct{}
 	externalEvents <-chan queue.Event
+	completions    chan<- *pendingCompletion // to the completion flushers while Run runs
 
 	mu      sync.Mutex
 	running bool
@@ -163,6 +164,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			events = l.Events()
 		}
 	}
+	stopFlushers := w.runCompletionFlushers()
 	var fetchers sync.WaitGroup
 	if events != nil {
 		fetchers.Add(1)
@@ -192,6 +194,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelWork(errShutdown)
 		<-drained
 	}
+	stopFlushers()
 	w.log.Info("worker stopped", "claimed", w.metrics.claimed.Load(), "completed", w.metrics.completed.Load(), "failed", w.metrics.failed.Load())
 	return nil
 }
@@ -201,7 +204,8 @@ func (w *Worker) Run(ctx context.Context) error {
 const hintCapacity = 64
 
 // fetchLoop reads only as many messages as there are free handler slots (no prefetch beyond
-// capacity), hands each to the pool, and reads again at once after a full batch; otherwise it
+// capacity), claims the steps of the messages read together in one statement (claimGroup),
+// hands each to the pool, and reads again at once after a full batch; otherwise it
 // waits for a notification or the poll interval. A notification that carries its message (all
 // of tasker's small ones do) is acted on without a read: the claim itself takes the step and
 // the message (processHint); the queue is read when a notification had no message, hints
@@ -242,12 +246,18 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 			backoff = w.cfg.PollInterval
 			w.release(n - len(msgs))
 			w.metrics.messagesRead.Add(int64(len(msgs)))
+			fresh := msgs[:0]
 			for _, m := range msgs {
 				if hinted.has(m.ID) {
 					w.release(1) // read while its notification's claim ran: already ours
 					continue
 				}
-				w.dispatch(p, func() { w.process(workCtx, ns, q, m) })
+				fresh = append(fresh, m)
+			}
+			if len(fresh) == 1 {
+				w.dispatch(p, func() { w.process(workCtx, ns, q, fresh[0]) })
+			} else if len(fresh) > 1 {
+				w.claimGroup(workCtx, ns, q, fresh, p)
 			}
 			if backlog = len(msgs) == n; backlog {
 				continue // a full batch: there may be more
