@@ -93,8 +93,8 @@ type Snapshot struct {
 	// CompletionGroups counts grouped completion statements; GroupedCompletions the
 	// completions they carried.
 	CompletionGroups, GroupedCompletions int64
-	Uptime time.Duration
-	Steps  []StepStats
+	Uptime                               time.Duration
+	Steps                                []StepStats
 }
 
 // Snapshot copies the counters.
