@@ -3,8 +3,11 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -237,5 +240,141 @@ func TestStateQueueTaskTransitions(t *testing.T) {
 	var complete bool
 	if err := pool.QueryRow(ctx, `SELECT complete FROM tasker.tasks WHERE task_uuid = $1`, f.TaskUUID).Scan(&complete); err != nil || !complete {
 		t.Errorf("tasks.complete = %v, %v", complete, err)
+	}
+}
+
+// One ClaimQuery over several steps claims exactly the enqueued steps of their tasks and says
+// which; a step named twice is refused before anything is sent.
+func TestStateClaimQueryGroup(t *testing.T) {
+	_, pool := testdb.New(t)
+	ctx := context.Background()
+	f := newTaskWithSteps(t, pool, "state_claimq_group", []string{"a", "b", "c", "d"}, nil)
+	initTransitions(t, pool, f)
+	a, b, c, d := f.Step(t, "a"), f.Step(t, "b"), f.Step(t, "c"), f.Step(t, "d")
+	for _, s := range []uuid.UUID{a, c, d} {
+		stMoveStep(ctx, t, pool, s, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	}
+	refs := []state.StepRef{
+		{StepUUID: a, TaskUUID: f.TaskUUID},
+		{StepUUID: b, TaskUUID: f.TaskUUID},          // pending
+		{StepUUID: c, TaskUUID: uuid.New()},          // another task's message
+		{StepUUID: uuid.New(), TaskUUID: f.TaskUUID}, // no such step
+		{StepUUID: d, TaskUUID: f.TaskUUID},
+	}
+	before := map[uuid.UUID]stDBSnapshot{b: stSnapshot(ctx, t, pool, f, b), c: stSnapshot(ctx, t, pool, f, c)}
+	sql, args, trs, err := state.ClaimQuery(refs, stClaimColumns, "", state.TransitionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := map[int]uuid.UUID{}
+	for rows.Next() {
+		var (
+			id       uuid.UUID
+			pre      *int32
+			attempts int32
+			sortKey  int
+			created  time.Time
+			index    int
+		)
+		if err := rows.Scan(&id, &pre, &attempts, &sortKey, &created, &index); err != nil {
+			t.Fatal(err)
+		}
+		if attempts != 1 || sortKey != 3 {
+			t.Errorf("step %s: attempts %d, sort_key %d; want 1, 3", id, attempts, sortKey)
+		}
+		claimed[index] = id
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 2 || claimed[0] != a || claimed[4] != d {
+		t.Fatalf("claimed %v, want index 0 = %s and 4 = %s", claimed, a, d)
+	}
+	for i, s := range map[int]uuid.UUID{0: a, 4: d} {
+		hist := stCheckStepHistory(ctx, t, pool, s)
+		if len(hist) != 3 || hist[2].UUID != trs[i].UUID || hist[2].To != state.StepInProgress {
+			t.Errorf("history of claimed step %s: %+v", s, hist)
+		}
+		if fl := stReadStepFlags(ctx, t, pool, s); !fl.InProcess || fl.Attempts == nil || *fl.Attempts != 1 {
+			t.Errorf("flags of claimed step %s: %+v", s, fl)
+		}
+	}
+	for s, snap := range before {
+		if after := stSnapshot(ctx, t, pool, f, s); after != snap {
+			t.Errorf("unclaimed step %s changed:\n%+v\n%+v", s, snap, after)
+		}
+	}
+	if _, _, _, err := state.ClaimQuery([]state.StepRef{{StepUUID: a, TaskUUID: f.TaskUUID}, {StepUUID: a, TaskUUID: f.TaskUUID}}, stClaimColumns, "", state.TransitionOptions{}); err == nil {
+		t.Fatal("a step named twice was accepted")
+	}
+}
+
+// Claimers race group claims over the same steps, each listing them in another order: every
+// step is claimed exactly once and nobody deadlocks (rows are locked in uuid order).
+func TestStateClaimQueryGroupConcurrent(t *testing.T) {
+	const racers, steps = 20, 12
+	url, pool := testdb.New(t)
+	ctx := context.Background()
+	names := make([]string, steps)
+	for i := range names {
+		names[i] = fmt.Sprintf("s%02d", i)
+	}
+	f := newTaskWithSteps(t, pool, "state_claimq_group_race", names, nil)
+	initTransitions(t, pool, f)
+	refs := make([]state.StepRef, steps)
+	for i, n := range names {
+		refs[i] = state.StepRef{StepUUID: f.Step(t, n), TaskUUID: f.TaskUUID}
+		stMoveStep(ctx, t, pool, refs[i].StepUUID, state.StepEventOf(state.StepEventEnqueue), state.TransitionOptions{})
+	}
+	rp := stRacePool(t, url, racers)
+	var mu sync.Mutex
+	wins := map[uuid.UUID]int{}
+	var next atomic.Int32
+	errs := stRace(racers, func() error {
+		// Each racer lists the steps in another order (stride 7 is coprime with 12).
+		k := int(next.Add(1))
+		mine := make([]state.StepRef, steps)
+		for i := range mine {
+			mine[i] = refs[(i*7+k)%steps]
+		}
+		sql, args, _, err := state.ClaimQuery(mine, `ws.workflow_step_uuid`, "", state.TransitionOptions{})
+		if err != nil {
+			return err
+		}
+		rows, err := rp.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id uuid.UUID
+			var attempts int32
+			var sortKey, index int
+			var created time.Time
+			if err := rows.Scan(&id, &attempts, &sortKey, &created, &index); err != nil {
+				return err
+			}
+			mu.Lock()
+			wins[id]++
+			mu.Unlock()
+		}
+		return rows.Err()
+	})
+	for k, err := range errs {
+		if err != nil {
+			t.Errorf("racer %d: %v", k, err)
+		}
+	}
+	for _, r := range refs {
+		if wins[r.StepUUID] != 1 {
+			t.Errorf("step %s claimed %d times, want 1", r.StepUUID, wins[r.StepUUID])
+		}
+		if hist := stCheckStepHistory(ctx, t, pool, r.StepUUID); len(hist) != 3 || hist[2].To != state.StepInProgress {
+			t.Errorf("history of %s: %+v", r.StepUUID, hist)
+		}
 	}
 }

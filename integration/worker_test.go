@@ -593,6 +593,167 @@ func TestWorkerLateCompletionRejected(t *testing.T) {
 	}
 }
 
+// Eight steps read together are claimed with one statement and, released at once, completed in
+// groups: every live completion is written in full, and the one whose claim was superseded
+// meanwhile writes nothing, without affecting the others in its group.
+func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
+	_, pool := testdb.New(t)
+	const ns, n = "wk_group", 8
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("g%d", i)
+	}
+	f := newTaskWithSteps(t, pool, ns, names, nil)
+	initTransitions(t, pool, f)
+	wkTemplate(t, pool, f, "gate", 0)
+	ctx := context.Background()
+	if err := queue.NewClient(pool).EnsureQueue(ctx, queue.WorkerQueue(ns)); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, n)
+	release := make(chan struct{})
+	reg := handlers.NewRegistry()
+	reg.MustRegister("gate", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		started <- struct{}{}
+		<-release
+		return handlers.Success(map[string]any{"step": s.StepName()}, nil)
+	}))
+	for _, name := range names {
+		wkEnqueue(t, pool, ns, f, name)
+	}
+	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
+	for range n {
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the handlers did not all start")
+		}
+	}
+	if got := wkCount(t, pool, `SELECT count(*) FROM tasker.workflow_step_transitions tr JOIN tasker.workflow_steps ws USING (workflow_step_uuid)
+		WHERE ws.task_uuid = $1 AND tr.to_state = 'in_progress' AND tr.metadata->>'event' = '{"type":"Start"}'`, f.TaskUUID); got != n {
+		t.Fatalf("%d claims written, want %d", got, n)
+	}
+	// g0's claim is superseded while its handler runs (recovered and claimed again elsewhere).
+	stale := f.Step(t, "g0")
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := json.Marshal(protocol.Failure(stale, "presumed dead", handlers.ErrorTypeHandlerTimeout, "", true, 0, nil))
+	for _, ev := range []state.StepEvent{
+		{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
+		{Type: state.StepEventWaitForRetry, Message: "retry"},
+		{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
+	} {
+		if _, err := state.TransitionStep(ctx, tx, stale, ev, state.TransitionOptions{}); err != nil {
+			t.Fatalf("%s: %v", ev.Type, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	auditBefore := wkCount(t, pool, `SELECT count(*) FROM tasker.workflow_step_result_audit WHERE task_uuid = $1`, f.TaskUUID)
+	close(release)
+	for _, name := range names[1:] {
+		wkWaitState(t, pool, f.Step(t, name), state.StepEnqueuedForOrchestration, 20*time.Second)
+		got := wkResult(t, pool, f.Step(t, name))
+		var body map[string]string
+		if err := json.Unmarshal(got.Result, &body); err != nil || !got.Success || body["step"] != name {
+			t.Errorf("%s: result %s (success %v, %v)", name, got.Result, got.Success, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.w.Metrics().Snapshot().LateRejected == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := wkStepState(t, pool, stale); got != state.StepInProgress {
+		t.Fatalf("the superseded claim's completion was applied: %s is %s", stale, got)
+	}
+	if got := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results`); got != n-1 {
+		t.Errorf("%d orchestration messages, want %d", got, n-1)
+	}
+	if got := wkCount(t, pool, `SELECT count(*) FROM tasker.workflow_step_result_audit WHERE task_uuid = $1`, f.TaskUUID) - auditBefore; got != n-1 {
+		t.Errorf("%d audit rows written, want %d", got, n-1)
+	}
+	if got := wkCount(t, pool, `SELECT count(*) FROM tasker.workflow_steps WHERE task_uuid = $1 AND in_process`, f.TaskUUID); got != 1 {
+		t.Errorf("%d steps in_process, want 1 (the superseded one)", got)
+	}
+	var left []int64
+	rows, _ := pool.Query(ctx, `SELECT msg_id FROM pgmq.q_worker_wk_group_queue`)
+	for rows.Next() {
+		var id int64
+		_ = rows.Scan(&id)
+		left = append(left, id)
+	}
+	if rows.Err() != nil || len(left) != 1 {
+		t.Errorf("worker queue holds %v (%v), want only the superseded step's message", left, rows.Err())
+	}
+	s := r.w.Metrics().Snapshot()
+	if s.LateRejected != 1 || s.Completed != n-1 || s.GroupedCompletions != n {
+		t.Errorf("metrics: late %d, completed %d, grouped %d; want 1, %d, %d", s.LateRejected, s.Completed, s.GroupedCompletions, n-1, n)
+	}
+	if s.CompletionGroups >= s.GroupedCompletions {
+		t.Errorf("%d completions released at once were written in %d statements: no group formed", s.GroupedCompletions, s.CompletionGroups)
+	}
+	t.Logf("%d completions in %d statements", s.GroupedCompletions, s.CompletionGroups)
+}
+
+// A completion the database refuses (U+0000 in a jsonb result) fails the statement of the group
+// it is in; the group is then written one completion at a time, so the others complete and the
+// refused one is reported as a serialization failure.
+func TestWorkerGroupedCompletionRefusedByDatabase(t *testing.T) {
+	_, pool := testdb.New(t)
+	const ns, n = "wk_group_bad", 6
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("b%d", i)
+	}
+	f := newTaskWithSteps(t, pool, ns, names, nil)
+	initTransitions(t, pool, f)
+	wkTemplate(t, pool, f, "gate", 0)
+	if err := queue.NewClient(pool).EnsureQueue(context.Background(), queue.WorkerQueue(ns)); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, n)
+	release := make(chan struct{})
+	reg := handlers.NewRegistry()
+	reg.MustRegister("gate", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		started <- struct{}{}
+		<-release
+		if s.StepName() == "b3" {
+			return handlers.Success(map[string]any{"text": "a\x00b"}, nil)
+		}
+		return handlers.Success(map[string]any{"ok": true}, nil)
+	}))
+	for _, name := range names {
+		wkEnqueue(t, pool, ns, f, name)
+	}
+	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
+	for range n {
+		<-started
+	}
+	close(release)
+	for _, name := range names {
+		want := state.StepEnqueuedForOrchestration
+		if name == "b3" {
+			want = state.StepEnqueuedAsErrorForOrchestration
+		}
+		wkWaitState(t, pool, f.Step(t, name), want, 20*time.Second)
+	}
+	bad := wkResult(t, pool, f.Step(t, "b3"))
+	if bad.Success || bad.Metadata.Retryable || bad.Metadata.ErrorType == nil || *bad.Metadata.ErrorType != handlers.ErrorTypeSerialization {
+		t.Errorf("refused result reported as %+v, want a non-retryable serialization failure", bad)
+	}
+	if got := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results`); got != n {
+		t.Errorf("%d orchestration messages, want %d", got, n)
+	}
+	s := r.w.Metrics().Snapshot()
+	if s.Completed != n-1 || s.Failed != 1 || s.GroupsSplit < 1 {
+		t.Errorf("metrics: completed %d, failed %d, groups split %d; want %d, 1, at least 1", s.Completed, s.Failed, s.GroupsSplit, n-1)
+	}
+	t.Logf("%d completions written in %d group statements; %d group statements failed and were split", s.GroupedCompletions, s.CompletionGroups, s.GroupsSplit)
+}
+
 func TestWorkerCheckpointYield(t *testing.T) {
 	_, pool := testdb.New(t)
 	const ns = "wk_ckpt"

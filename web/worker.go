@@ -168,6 +168,9 @@ func WorkerCollector(o WorkerOptions) Collector {
 			counter("tasker_worker_steps_in_progress_elsewhere_total", "Messages left alone because a live worker runs their step.", s.InProgressElsewhere),
 			counter("tasker_worker_handlers_interrupted_total", "Handlers cancelled by a hard shutdown.", s.Interrupted),
 			counter("tasker_worker_checkpoints_total", "Checkpoint yields persisted.", s.Checkpoints),
+			counter("tasker_worker_completion_groups_total", "Statements that wrote a group of completions.", s.CompletionGroups),
+			counter("tasker_worker_grouped_completions_total", "Completions written by group statements.", s.GroupedCompletions),
+			counter("tasker_worker_completion_groups_split_total", "Group statements that failed; their completions were written one at a time.", s.GroupsSplit),
 		)
 		if o.DBPool != nil {
 			st := o.DBPool.Stat()

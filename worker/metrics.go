@@ -31,6 +31,7 @@ type Metrics struct {
 	hintsMissed         atomic.Int64
 	completionGroups    atomic.Int64
 	groupedCompletions  atomic.Int64
+	groupsSplit         atomic.Int64
 	inFlight            atomic.Int64
 	stuckHandlers       atomic.Int64
 
@@ -90,11 +91,12 @@ type Snapshot struct {
 	MessagesRead, Claimed, Completed, Failed, Malformed, Duplicates, Archived, Recovered,
 	InProgressElsewhere, LateRejected, Interrupted, Checkpoints, DBErrors, NotifyWakeups,
 	PollWakeups, HintsClaimed, HintsMissed, InFlight, StuckHandlers int64
-	// CompletionGroups counts grouped completion statements; GroupedCompletions the
-	// completions they carried.
-	CompletionGroups, GroupedCompletions int64
-	Uptime                               time.Duration
-	Steps                                []StepStats
+	// CompletionGroups counts grouped completion statements written; GroupedCompletions the
+	// completions they carried; GroupsSplit the group statements that failed, whose
+	// completions were then written one at a time.
+	CompletionGroups, GroupedCompletions, GroupsSplit int64
+	Uptime                                            time.Duration
+	Steps                                             []StepStats
 }
 
 // Snapshot copies the counters.
@@ -108,6 +110,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		HintsClaimed: m.hintsClaimed.Load(), HintsMissed: m.hintsMissed.Load(),
 		InFlight: m.inFlight.Load(), StuckHandlers: m.stuckHandlers.Load(),
 		CompletionGroups: m.completionGroups.Load(), GroupedCompletions: m.groupedCompletions.Load(),
+		GroupsSplit: m.groupsSplit.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -126,5 +129,6 @@ func (m *Metrics) Snapshot() Snapshot {
 	return s
 }
 
-// InFlight is the number of messages being processed now.
+// InFlight is the number of handler slots in use: messages being claimed or run (a completion
+// waiting for its write has given its slot back).
 func (m *Metrics) InFlight() int64 { return m.inFlight.Load() }

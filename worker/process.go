@@ -45,6 +45,7 @@ type claim struct {
 	seq     protocol.TaskSequenceStep
 	timeout time.Duration
 	headers json.RawMessage // the message's PGMQ headers (W3C trace context)
+	slot    *slot           // the handler slot the step runs in (nil outside the fetcher's dispatch)
 }
 
 // claimMsg is a decoded step message and its logger.
@@ -70,7 +71,7 @@ func (w *Worker) decode(ctx context.Context, q string, msg queue.Message) (m cla
 
 // process handles one message end to end. It never returns an error: every outcome is either
 // committed, archived with a reason, or left for redelivery, and logged.
-func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
+func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message, s *slot) {
 	m, ok := w.decode(ctx, q, msg)
 	if !ok {
 		return
@@ -80,12 +81,12 @@ func (w *Worker) process(ctx context.Context, ns, q string, msg queue.Message) {
 	if err == nil {
 		fc = out[0]
 	}
-	w.run(ctx, q, m, fc, err)
+	w.run(ctx, q, m, fc, err, s)
 }
 
 // run takes a message on from claimFast's outcome: it executes the claimed step, or decides
 // under the row lock (claim) what a message the fast claim did not apply to means.
-func (w *Worker) run(ctx context.Context, q string, m claimMsg, fc fastClaim, err error) {
+func (w *Worker) run(ctx context.Context, q string, m claimMsg, fc fastClaim, err error, s *slot) {
 	if err == nil {
 		err = fc.err
 	}
@@ -102,6 +103,7 @@ func (w *Worker) run(ctx context.Context, q string, m claimMsg, fc fastClaim, er
 		return
 	}
 	w.metrics.claimed.Add(1)
+	c.slot = s
 	w.execute(ctx, c, m.log)
 }
 
@@ -116,7 +118,7 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 	for _, msg := range msgs {
 		sm, err := protocol.DecodeStepMessage(msg.Body)
 		if err != nil || seen[sm.StepUUID] {
-			w.dispatch(p, func() { w.process(ctx, ns, q, msg) })
+			w.dispatch(p, func(s *slot) { w.process(ctx, ns, q, msg, s) })
 			continue
 		}
 		seen[sm.StepUUID] = true
@@ -130,7 +132,7 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 	if err != nil && len(group) > 1 {
 		w.log.Warn("group claim failed; claiming its messages one by one", "queue", q, "messages", len(group), "error", err)
 		for _, m := range group {
-			w.dispatch(p, func() { w.process(ctx, ns, q, m.msg) })
+			w.dispatch(p, func(s *slot) { w.process(ctx, ns, q, m.msg, s) })
 		}
 		return
 	}
@@ -139,7 +141,7 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 		if err == nil {
 			fc = out[i]
 		}
-		w.dispatch(p, func() { w.run(ctx, q, m, fc, err) })
+		w.dispatch(p, func(s *slot) { w.run(ctx, q, m, fc, err, s) })
 	}
 }
 
@@ -147,7 +149,7 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 // claim takes the step it also takes the message (hinted claimFast); otherwise nothing was
 // written and the message is left to the next read, which deals with whatever it is. It reports
 // whether it claimed the step.
-func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) bool {
+func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint, s *slot) bool {
 	sm, err := protocol.DecodeStepMessage(h.Body)
 	if err != nil {
 		return false // the read archives it
@@ -167,6 +169,7 @@ func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint) bo
 	case out[0].c != nil:
 		w.metrics.claimed.Add(1)
 		w.metrics.hintsClaimed.Add(1)
+		out[0].c.slot = s
 		w.execute(ctx, out[0].c, log)
 	}
 	return out[0].claimed

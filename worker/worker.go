@@ -141,7 +141,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(nil)
-	handlersPool := pool.New().WithMaxGoroutines(w.cfg.Concurrency)
+	// Concurrency slots bound the running handlers; the pool also holds the goroutines of
+	// handlers that freed their slot and wait for their completion's write: at most as many as
+	// the completion queue holds plus the groups being flushed.
+	handlersPool := pool.New().WithMaxGoroutines(2*w.cfg.Concurrency + completionFlushers(w.cfg.Concurrency)*maxCompletionGroup)
 
 	// Wakers by queue name: every notification for a queue wakes its fetcher (the worker always
 	// reads through pgmq.read, so an inline payload is only a signal); a listener reconnect
@@ -255,7 +258,7 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 				fresh = append(fresh, m)
 			}
 			if len(fresh) == 1 {
-				w.dispatch(p, func() { w.process(workCtx, ns, q, fresh[0]) })
+				w.dispatch(p, func(s *slot) { w.process(workCtx, ns, q, fresh[0], s) })
 			} else if len(fresh) > 1 {
 				w.claimGroup(workCtx, ns, q, fresh, p)
 			}
@@ -285,8 +288,8 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 				read = true // no free slot: the rest wait for a read
 				break
 			}
-			w.dispatch(p, func() {
-				if w.processHint(workCtx, ns, q, h) {
+			w.dispatch(p, func(s *slot) {
+				if w.processHint(workCtx, ns, q, h, s) {
 					hinted.add(h.MsgID)
 				}
 			})
@@ -326,14 +329,32 @@ func (r *idRing) has(id int64) bool {
 	return ok
 }
 
-// dispatch runs fn on the handler pool in a slot the caller acquired.
-func (w *Worker) dispatch(p *pool.Pool, fn func()) {
+// dispatch runs fn on the handler pool in a slot the caller acquired; the slot is given back
+// when fn returns, or earlier if fn frees it.
+func (w *Worker) dispatch(p *pool.Pool, fn func(s *slot)) {
 	w.metrics.inFlight.Add(1)
+	s := &slot{w: w}
 	p.Go(func() {
-		defer w.release(1)
-		defer w.metrics.inFlight.Add(-1)
-		fn()
+		defer s.free()
+		fn(s)
 	})
+}
+
+// slot is a handler slot held by a dispatched function.
+type slot struct {
+	w    *Worker
+	once sync.Once
+}
+
+// free gives the slot back (once; nil-safe). A handler whose completion only waits for its
+// write frees its slot so another message can start meanwhile.
+func (s *slot) free() {
+	if s != nil {
+		s.once.Do(func() {
+			s.w.metrics.inFlight.Add(-1)
+			s.w.release(1)
+		})
+	}
 }
 
 // tryAcquire takes one free handler slot if there is one.
