@@ -28,12 +28,13 @@ func completionFlushers(concurrency int) int { return 1 + concurrency/32 }
 
 // pendingCompletion is one completion waiting for a flusher; done receives its outcome.
 type pendingCompletion struct {
-	c       *claim
-	res     protocol.StepExecutionResult
+	c    *claim
+	res  protocol.StepExecutionResult
+	done chan error
+	// Filled in by prepare for a group statement:
 	tr      *state.StepTransition
 	results json.RawMessage // workflow_steps.results (nil keeps the stored value)
 	body    json.RawMessage // the message to orchestration_step_results
-	done    chan error
 }
 
 // groupCompletionSQL applies a group of completions in one statement, so in one implicit
@@ -82,43 +83,32 @@ sent AS (
 deleted AS (
     SELECT d FROM (SELECT queue_name, array_agg(msg_id) AS ids FROM retired GROUP BY queue_name) g,
                   LATERAL pgmq.delete(g.queue_name, g.ids) AS d)
-SELECT i.tr_uuid, head.created_at,
+SELECT i.tr_uuid, head.created_at,  -- the counts make flags, sent and deleted run
        (SELECT count(*) FROM flags) + (SELECT count(*) FROM sent) + (SELECT count(*) FROM deleted)
   FROM i LEFT JOIN head ON head.workflow_step_transition_uuid = i.tr_uuid`
 
-// prepareCompletion validates the transition a completion makes and encodes what it writes.
-func (w *Worker) prepareCompletion(c *claim, res protocol.StepExecutionResult) (*pendingCompletion, error) {
-	data, err := json.Marshal(res)
+// prepare validates the transition the completion makes and encodes what it writes.
+func (p *pendingCompletion) prepare(w *Worker) error {
+	ev, opts, err := w.resultEvent(p.c.seq, p.res)
 	if err != nil {
-		return nil, fmt.Errorf("encode result: %w", err)
+		return err
 	}
-	ev := state.StepEvent{Type: state.StepEventEnqueueForOrchestration, Data: data}
-	if !res.Success {
-		ev.Type = state.StepEventEnqueueAsErrorForOrchestration
+	if p.tr, err = state.PrepareStepTransition(p.c.head, ev, opts); err != nil {
+		return err
 	}
-	task := c.seq.Task.Task
-	tr, err := state.PrepareStepTransition(c.head, ev, state.TransitionOptions{
-		ExpectFrom:    []state.StepState{state.StepInProgress},
-		WorkerUUID:    w.workerUUID,
-		CorrelationID: task.CorrelationID,
-	})
+	task := p.c.seq.Task.Task
+	p.body, err = json.Marshal(protocol.StepMessage{TaskUUID: task.TaskUUID, StepUUID: p.res.StepUUID, CorrelationID: task.CorrelationID})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("encode result message: %w", err)
 	}
-	body, err := json.Marshal(protocol.StepMessage{TaskUUID: task.TaskUUID, StepUUID: res.StepUUID, CorrelationID: task.CorrelationID})
-	if err != nil {
-		return nil, fmt.Errorf("encode result message: %w", err)
-	}
-	return &pendingCompletion{c: c, res: res, tr: tr, results: ev.Results(), body: body, done: make(chan error, 1)}, nil
+	p.results = ev.Results()
+	return nil
 }
 
 // completeGrouped hands the completion to a flusher and waits for its outcome. Once queued, the
 // handler frees its slot: the write no longer needs it, and the next message can start.
 func (w *Worker) completeGrouped(c *claim, res protocol.StepExecutionResult) error {
-	p, err := w.prepareCompletion(c, res)
-	if err != nil {
-		return err
-	}
+	p := &pendingCompletion{c: c, res: res, done: make(chan error, 1)}
 	w.completions <- p
 	c.slot.free()
 	return <-p.done
@@ -166,6 +156,26 @@ func (w *Worker) runCompletionFlushers() (stop func()) {
 // one completion the database refuses (a result it cannot store) cannot fail the others.
 func (w *Worker) flushCompletions(group []*pendingCompletion) {
 	n := len(group)
+	if n > 1 {
+		// A completion that cannot be encoded is answered now and left out.
+		kept := group[:0]
+		for _, p := range group {
+			if err := p.prepare(w); err != nil {
+				p.done <- err
+				continue
+			}
+			kept = append(kept, p)
+		}
+		group, n = kept, len(kept)
+	}
+	if n <= 1 {
+		// Alone, the pipelined statements of finishOne cost less than the group statement
+		// (measured 0.72 against 0.92 ms of server time).
+		for _, p := range group {
+			p.done <- w.finishOne(context.Background(), p.c, p.res, "")
+		}
+		return
+	}
 	steps, heads, trs := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	toStates, metas, sortKeys := make([]string, n), make([]string, n), make([]int32, n)
 	results, queues, msgIDs, msgs := make([]*string, n), make([]string, n), make([]int64, n), make([]string, n)
@@ -201,9 +211,7 @@ func (w *Worker) flushCompletions(group []*pendingCompletion) {
 	}
 	if err != nil {
 		w.metrics.groupsSplit.Add(1)
-		if n > 1 {
-			w.log.Warn("grouped completion failed; writing each completion alone", "completions", n, "error", err)
-		}
+		w.log.Warn("grouped completion failed; writing each completion alone", "completions", n, "error", err)
 		for _, p := range group {
 			p.done <- w.finishOne(ctx, p.c, p.res, "")
 		}

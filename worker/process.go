@@ -236,7 +236,8 @@ func (w *Worker) claimFast(ctx context.Context, q string, msgs []claimMsg, hinte
 		}
 		return nil
 	}
-	b.Queue(dependencyResultsSQL, steps).Fn = func(br pgx.BatchResults) error {
+	depSQL, depArg := dependencyResultsQuery(steps)
+	b.Queue(depSQL, depArg).Fn = func(br pgx.BatchResults) error {
 		rs, err := br.Query()
 		if err == nil {
 			deps, depErrs, err = scanDependencyResults(rs, n)
@@ -437,28 +438,38 @@ func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, ms
 // enqueued(_as_error)_for_orchestration with the result in metadata and workflow_steps.results,
 // and the message to orchestration_step_results.
 func (w *Worker) queueResult(b *pgx.Batch, head state.StepHead, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error {
-	data, err := json.Marshal(res)
+	ev, opts, err := w.resultEvent(seq, res)
 	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	ev := state.StepEvent{Type: state.StepEventEnqueueForOrchestration, Data: data}
-	if !res.Success {
-		ev.Type = state.StepEventEnqueueAsErrorForOrchestration
-	}
-	task := seq.Task.Task
-	if _, err := state.QueueStepTransition(b, head, ev, state.TransitionOptions{
-		ExpectFrom:    []state.StepState{state.StepInProgress},
-		WorkerUUID:    w.workerUUID,
-		CorrelationID: task.CorrelationID,
-	}); err != nil {
 		return err
 	}
+	if _, err := state.QueueStepTransition(b, head, ev, opts); err != nil {
+		return err
+	}
+	task := seq.Task.Task
 	if err := w.queue.QueueSendWithNotify(b, w.resultsQueue, protocol.StepMessage{
 		TaskUUID: task.TaskUUID, StepUUID: res.StepUUID, CorrelationID: task.CorrelationID,
 	}, 0, nil); err != nil {
 		return fmt.Errorf("notify orchestration: %w", err)
 	}
 	return nil
+}
+
+// resultEvent is the step event that reports res (the result is its data) and the options of
+// that transition: from in_progress only, with the worker and correlation ids.
+func (w *Worker) resultEvent(seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) (state.StepEvent, state.TransitionOptions, error) {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return state.StepEvent{}, state.TransitionOptions{}, fmt.Errorf("encode result: %w", err)
+	}
+	ev := state.StepEvent{Type: state.StepEventEnqueueForOrchestration, Data: data}
+	if !res.Success {
+		ev.Type = state.StepEventEnqueueAsErrorForOrchestration
+	}
+	return ev, state.TransitionOptions{
+		ExpectFrom:    []state.StepState{state.StepInProgress},
+		WorkerUUID:    w.workerUUID,
+		CorrelationID: seq.Task.Task.CorrelationID,
+	}, nil
 }
 
 // errLateCompletion means the claim this worker held was superseded (the step was recovered
