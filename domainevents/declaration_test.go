@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
 func TestDEParseDeclarationsDefaults(t *testing.T) {
@@ -128,5 +130,25 @@ func TestDEValidatePayload(t *testing.T) {
 	var se *SchemaError
 	if err := bad.ValidatePayload(json.RawMessage(`{}`)); !errors.As(err, &se) || !se.Invalid {
 		t.Fatalf("malformed schema: %v", err)
+	}
+}
+
+// NeedsDurable: only durable and broadcast declarations need the completion's transaction.
+func TestStepPublisherNeedsDurable(t *testing.T) {
+	p := NewStepPublisher(StepPublisherConfig{})
+	for raw, want := range map[string]bool{
+		``:   false,
+		`[]`: false,
+		`[{"name":"a.b","delivery_mode":"fast"}]`:    false,
+		`[{"name":"a.b","delivery_mode":"durable"}]`: true,
+		`[{"name":"a.b"}]`:                           true, // durable is the default
+		`[{"name":"a.b","delivery_mode":"fast"},{"name":"c.d","delivery_mode":"broadcast"}]`: true,
+		`[{"name":"a.b","delivery_mode":"carrier"}]`:                                         false, // unusable: publishes nothing
+	} {
+		var seq protocol.TaskSequenceStep
+		seq.StepDefinition.PublishesEvents = json.RawMessage(raw)
+		if got := p.NeedsDurable(seq); got != want {
+			t.Errorf("NeedsDurable(%s) = %v, want %v", raw, got, want)
+		}
 	}
 }

@@ -48,7 +48,10 @@ type StepPublisher struct {
 	sendErrors, declarationErrors, fastWithoutBus, stepsDeclined atomic.Int64
 }
 
-var _ worker.EventPublisher = (*StepPublisher)(nil)
+var (
+	_ worker.EventPublisher = (*StepPublisher)(nil)
+	_ worker.DurableDecider = (*StepPublisher)(nil)
+)
 
 // pendingEvents is what PublishDurable wrote for one completion, kept until PublishAfterCommit
 // confirms the commit (then AfterPublish runs) or swept when the completion rolled back.
@@ -192,6 +195,21 @@ func (p *StepPublisher) PublishAfterCommit(ctx context.Context, seq protocol.Tas
 			"step_uuid", ec.StepUUID(), "subscribers", n)
 		p.afterPublish(ctx, pub, ec, ev)
 	}
+}
+
+// NeedsDurable reports whether the step declares an event delivered durably (durable or
+// broadcast): only those are written in the completion's transaction (worker.DurableDecider).
+func (p *StepPublisher) NeedsDurable(seq protocol.TaskSequenceStep) bool {
+	decls, err := ParseDeclarations(seq.StepDefinition.PublishesEvents)
+	if err != nil {
+		return false // unusable declarations publish nothing (reported after commit)
+	}
+	for _, d := range decls {
+		if d.Durable() {
+			return true
+		}
+	}
+	return false
 }
 
 // prepare parses the step's declarations and picks its publisher; ok is false when there is

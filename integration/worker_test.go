@@ -539,6 +539,35 @@ func wkResult0(t *testing.T, pool *pgxpool.Pool, step uuid.UUID) []byte {
 	return raw
 }
 
+// wkSupersedeClaim moves an in_progress step through recovery and a new claim (attempts + 1),
+// as happens to a worker cut off for longer than the step's timeout: the first claim's head is
+// no longer the step's.
+func wkSupersedeClaim(t *testing.T, pool *pgxpool.Pool, step uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	res, _ := json.Marshal(protocol.Failure(step, "presumed dead", handlers.ErrorTypeHandlerTimeout, "", true, 0, nil))
+	for _, ev := range []state.StepEvent{
+		{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
+		{Type: state.StepEventWaitForRetry, Message: "retry"},
+		{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
+	} {
+		if _, err := state.TransitionStep(ctx, tx, step, ev, state.TransitionOptions{}); err != nil {
+			t.Fatalf("%s: %v", ev.Type, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = attempts + 1 WHERE workflow_step_uuid = $1`, step); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestWorkerLateCompletionRejected(t *testing.T) {
 	_, pool := testdb.New(t)
 	const ns = "wk_late"
@@ -563,26 +592,7 @@ func TestWorkerLateCompletionRejected(t *testing.T) {
 	<-started
 	// Meanwhile the step is recovered and claimed again (attempts moves on), as happens when a
 	// worker is cut off for longer than its timeout.
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, _ := json.Marshal(protocol.Failure(step, "presumed dead", handlers.ErrorTypeHandlerTimeout, "", true, 0, nil))
-	for _, ev := range []state.StepEvent{
-		{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
-		{Type: state.StepEventWaitForRetry, Message: "retry"},
-		{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
-	} {
-		if _, err := state.TransitionStep(ctx, tx, step, ev, state.TransitionOptions{}); err != nil {
-			t.Fatalf("%s: %v", ev.Type, err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = attempts + 1 WHERE workflow_step_uuid = $1`, step); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	wkSupersedeClaim(t, pool, step)
 	close(release)
 	time.Sleep(time.Second)
 	if got := wkStepState(t, pool, step); got != state.StepInProgress {
@@ -593,23 +603,34 @@ func TestWorkerLateCompletionRejected(t *testing.T) {
 	}
 }
 
+// wkEnqueuedSteps creates a task of n independent steps named prefix0, prefix1, …, handled by
+// callable, and enqueues them all (the worker queue is created first).
+func wkEnqueuedSteps(t *testing.T, pool *pgxpool.Pool, ns, prefix string, n int, callable string) (taskFixture, []string) {
+	t.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	f := newTaskWithSteps(t, pool, ns, names, nil)
+	initTransitions(t, pool, f)
+	wkTemplate(t, pool, f, callable, 0)
+	if err := queue.NewClient(pool).EnsureQueue(context.Background(), queue.WorkerQueue(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		wkEnqueue(t, pool, ns, f, name)
+	}
+	return f, names
+}
+
 // Eight steps read together are claimed with one statement and, released at once, completed in
 // groups: every live completion is written in full, and the one whose claim was superseded
 // meanwhile writes nothing, without affecting the others in its group.
 func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
 	_, pool := testdb.New(t)
 	const ns, n = "wk_group", 8
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("g%d", i)
-	}
-	f := newTaskWithSteps(t, pool, ns, names, nil)
-	initTransitions(t, pool, f)
-	wkTemplate(t, pool, f, "gate", 0)
+	f, names := wkEnqueuedSteps(t, pool, ns, "g", n, "gate")
 	ctx := context.Background()
-	if err := queue.NewClient(pool).EnsureQueue(ctx, queue.WorkerQueue(ns)); err != nil {
-		t.Fatal(err)
-	}
 	started := make(chan struct{}, n)
 	release := make(chan struct{})
 	reg := handlers.NewRegistry()
@@ -618,9 +639,6 @@ func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
 		<-release
 		return handlers.Success(map[string]any{"step": s.StepName()}, nil)
 	}))
-	for _, name := range names {
-		wkEnqueue(t, pool, ns, f, name)
-	}
 	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
 	for range n {
 		select {
@@ -635,23 +653,7 @@ func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
 	}
 	// g0's claim is superseded while its handler runs (recovered and claimed again elsewhere).
 	stale := f.Step(t, "g0")
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, _ := json.Marshal(protocol.Failure(stale, "presumed dead", handlers.ErrorTypeHandlerTimeout, "", true, 0, nil))
-	for _, ev := range []state.StepEvent{
-		{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
-		{Type: state.StepEventWaitForRetry, Message: "retry"},
-		{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
-	} {
-		if _, err := state.TransitionStep(ctx, tx, stale, ev, state.TransitionOptions{}); err != nil {
-			t.Fatalf("%s: %v", ev.Type, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	wkSupersedeClaim(t, pool, stale)
 	auditBefore := wkCount(t, pool, `SELECT count(*) FROM tasker.workflow_step_result_audit WHERE task_uuid = $1`, f.TaskUUID)
 	close(release)
 	for _, name := range names[1:] {
@@ -704,16 +706,7 @@ func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
 func TestWorkerGroupedCompletionRefusedByDatabase(t *testing.T) {
 	_, pool := testdb.New(t)
 	const ns, n = "wk_group_bad", 6
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("b%d", i)
-	}
-	f := newTaskWithSteps(t, pool, ns, names, nil)
-	initTransitions(t, pool, f)
-	wkTemplate(t, pool, f, "gate", 0)
-	if err := queue.NewClient(pool).EnsureQueue(context.Background(), queue.WorkerQueue(ns)); err != nil {
-		t.Fatal(err)
-	}
+	f, names := wkEnqueuedSteps(t, pool, ns, "b", n, "gate")
 	started := make(chan struct{}, n)
 	release := make(chan struct{})
 	reg := handlers.NewRegistry()
@@ -725,9 +718,6 @@ func TestWorkerGroupedCompletionRefusedByDatabase(t *testing.T) {
 		}
 		return handlers.Success(map[string]any{"ok": true}, nil)
 	}))
-	for _, name := range names {
-		wkEnqueue(t, pool, ns, f, name)
-	}
 	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
 	for range n {
 		<-started

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -488,11 +489,34 @@ func (w *Worker) complete(ctx context.Context, c *claim, res protocol.StepExecut
 // grouped with others being written at the same time (completeGrouped); otherwise, and outside
 // Run, it is written alone (finishOne).
 func (w *Worker) finish(ctx context.Context, c *claim, res protocol.StepExecutionResult, reason string) error {
-	durable := w.events != nil && len(c.seq.StepDefinition.PublishesEvents) > 0
+	durable := w.durable(c)
 	if reason == "" && !durable && w.completions != nil {
 		return w.completeGrouped(c, res)
 	}
 	return w.finishOne(ctx, c, res, reason)
+}
+
+// durable reports whether completing c runs the event publisher's PublishDurable in the
+// completion's transaction: as the publisher decides (DurableDecider), else when the step
+// declares any event.
+func (w *Worker) durable(c *claim) bool {
+	if w.events == nil {
+		return false
+	}
+	if d, ok := w.events.(DurableDecider); ok {
+		return d.NeedsDurable(c.seq)
+	}
+	return declaresEvents(c.seq.StepDefinition.PublishesEvents)
+}
+
+// declaresEvents reports whether raw (publishes_events) is a non-empty array, or not an array
+// at all (the publisher then says what is wrong with it).
+func declaresEvents(raw json.RawMessage) bool {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+	}
+	return len(items) > 0
 }
 
 // finishOne is finish for one completion: the transition queued by state.QueueStepTransition
@@ -508,7 +532,7 @@ func (w *Worker) finishOne(ctx context.Context, c *claim, res protocol.StepExecu
 			return err
 		}
 	}
-	durable := w.events != nil && len(c.seq.StepDefinition.PublishesEvents) > 0
+	durable := w.durable(c)
 	if reason == "" && !durable {
 		dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

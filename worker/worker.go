@@ -36,6 +36,14 @@ type EventPublisher interface {
 	PublishAfterCommit(ctx context.Context, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult)
 }
 
+// DurableDecider may be implemented by an EventPublisher: NeedsDurable reports whether
+// completing seq must run PublishDurable inside the completion's transaction. Completions that
+// do not are written by the faster grouped path. Without it, a step needs it when its definition
+// declares any event.
+type DurableDecider interface {
+	NeedsDurable(seq protocol.TaskSequenceStep) bool
+}
+
 // Option customizes a Worker.
 type Option func(*Worker)
 

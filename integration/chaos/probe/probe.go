@@ -202,7 +202,10 @@ type Ledger struct {
 	Log      *slog.Logger
 }
 
-var _ worker.EventPublisher = (*Ledger)(nil)
+var (
+	_ worker.EventPublisher = (*Ledger)(nil)
+	_ worker.DurableDecider = (*Ledger)(nil)
+)
 
 // PublishDurable records (step, attempt) with the result's success on tx. The attempt is read
 // under the completion's fence lock, so it is the claim being completed.
@@ -228,6 +231,10 @@ func (l *Ledger) PublishDurable(ctx context.Context, tx pgx.Tx, seq protocol.Tas
 	}
 	return nil
 }
+
+// NeedsDurable is true for every step: the ledger row is written in every completion's
+// transaction (worker.DurableDecider).
+func (l *Ledger) NeedsDurable(protocol.TaskSequenceStep) bool { return true }
 
 // PublishAfterCommit delegates to Inner.
 func (l *Ledger) PublishAfterCommit(ctx context.Context, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) {
