@@ -1540,3 +1540,62 @@ func TestOrchestrationArchivesBadResultMessages(t *testing.T) {
 	orchWorker(t, pool, "orch_linear", reg)
 	orchWaitTask(t, pool, other.TaskUUID, 20*time.Second, state.TaskComplete)
 }
+
+// orchWaitListening waits until n sessions LISTEN on the orchestration results channel.
+func orchWaitListening(t *testing.T, pool *pgxpool.Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for orchScalar[int64](t, pool, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN "pgmq_message_ready.orchestration"'`) < int64(n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d orchestrators listen", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An idle orchestrator takes each step result from the notification that carries it: no queue
+// read (the archived messages were never read), and everything applied exactly once, also with
+// two orchestrators receiving every notification.
+func TestOrchestrationResultsFromNotifications(t *testing.T) {
+	_, pool := testdb.New(t)
+	orchRegister(t, pool, orchDiamondYAML)
+	reg := handlers.NewRegistry()
+	reg.MustRegister("orch.ok", handlers.Func(func(context.Context, *handlers.StepContext) (any, error) {
+		return map[string]any{"ok": true}, nil
+	}))
+	// No polling during the test: a result the notification did not deliver would wait a minute.
+	slow := func(c *orchestration.Config) { c.PollInterval = time.Minute }
+	o1 := orchNew(t, pool, slow)
+	orchRun(t, o1)
+	orchWaitListening(t, pool, 1)
+	orchWorker(t, pool, "orch_multi", reg)
+
+	ct := orchCreate(t, o1, orchRequest("orch_multi", "diamond", `{"run": "one"}`))
+	orchWaitTask(t, pool, ct.TaskUUID, 15*time.Second, state.TaskComplete)
+	if n := orchScalar[int64](t, pool, `SELECT count(*) FROM pgmq.a_orchestration_step_results`); n != 4 {
+		t.Fatalf("%d results archived, want 4", n)
+	}
+	if n := orchScalar[int64](t, pool, `SELECT count(*) FROM pgmq.a_orchestration_step_results WHERE read_ct > 0`); n != 0 {
+		t.Errorf("%d of 4 results were read from the queue, want all 4 taken from their notifications", n)
+	}
+
+	o2 := orchNew(t, pool, slow)
+	orchRun(t, o2)
+	orchWaitListening(t, pool, 2)
+	var tasks []*orchestration.CreatedTask
+	for i := range 5 {
+		tasks = append(tasks, orchCreate(t, o2, orchRequest("orch_multi", "diamond", fmt.Sprintf(`{"run": %d}`, i))))
+	}
+	for _, ct := range tasks {
+		orchWaitTask(t, pool, ct.TaskUUID, 30*time.Second, state.TaskComplete)
+		for name, step := range ct.Steps {
+			if got := orchStepTrail(t, pool, step); !slices.Equal(got, []string{"pending", "enqueued", "in_progress", "enqueued_for_orchestration", "complete"}) {
+				t.Errorf("task %s step %s trail %v", ct.TaskUUID, name, got)
+			}
+		}
+	}
+	if n := orchScalar[int64](t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results`); n != 0 {
+		t.Errorf("%d results left in the queue", n)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -137,7 +138,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	if err := o.EnsureQueues(ctx); err != nil {
 		return err
 	}
-	waker := queue.NewWaker()
+	waker := queue.NewHintingWaker(resultHintCapacity)
 	var wg sync.WaitGroup
 	l, err := queue.Listen(ctx, queue.ListenerConfig{
 		URL:      o.pool.Config().ConnString(),
@@ -160,7 +161,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		_ = queue.Poll(ctx, waker, o.cfg.PollInterval, o.pollResults)
+		o.resultLoop(ctx, waker)
 	}()
 	go func() {
 		defer wg.Done()
@@ -230,10 +231,44 @@ func isTransient(err error) bool {
 	return false
 }
 
+// resultHintCapacity bounds the results the orchestrator keeps from notifications for its next
+// wake-up; beyond it, it reads the queue instead.
+const resultHintCapacity = 64
+
+// resultLoop processes step results until ctx is done. When idle (no more results waiting than
+// it processes at once) it takes them straight from the notifications that carry them
+// (tasker's small messages come whole), which saves the queue read: processing takes the
+// message in its first round trip. With a backlog (more results, notifications overflowed, a
+// read filled its batch, a notification without its message, or a failure) it reads the queue
+// in batches, which costs less per result than taking them one by one (when results were
+// taken with a read of their own, burst throughput halved).
+// The poll interval reads anyway, so a lost notification only delays a result.
+func (o *Orchestrator) resultLoop(ctx context.Context, wk *queue.Waker) {
+	read := true
+	for ctx.Err() == nil {
+		if read && o.pollResults(ctx) {
+			continue // a full batch: there may be more
+		}
+		woke, err := wk.Wait(ctx, o.cfg.PollInterval)
+		if err != nil {
+			return
+		}
+		hints, missed := wk.TakeHints()
+		if !woke || missed || len(hints) > o.cfg.ResultConcurrency {
+			read = true // more than one wave of results: a read takes them in a batch
+			continue
+		}
+		msgs := make([]queue.Message, len(hints))
+		for i, h := range hints {
+			msgs[i] = queue.Message{ID: h.MsgID, Body: h.Body}
+		}
+		// Anything left unprocessed (a failure, a message taken by someone else) is read next.
+		read = !o.processResults(ctx, msgs, true)
+	}
+}
+
 // pollResults reads step results and processes them; it reports whether the read filled its
-// batch (more may be waiting). Results are always read, in batches, rather than taken from the
-// notifications that carry them: under load one read per batch costs far less than one
-// read_specific per result (measured: burst throughput halved).
+// batch (more may be waiting).
 func (o *Orchestrator) pollResults(ctx context.Context) bool {
 	vt := int(o.cfg.VisibilityTimeout / time.Second)
 	msgs, err := o.queue.Read(ctx, queue.StepResultsQueue, vt, o.cfg.ResultBatchSize)
@@ -243,14 +278,16 @@ func (o *Orchestrator) pollResults(ctx context.Context) bool {
 		}
 		return false
 	}
-	o.processResults(ctx, msgs)
+	o.processResults(ctx, msgs, false)
 	return len(msgs) == o.cfg.ResultBatchSize
 }
 
-// processResults processes msgs, ResultConcurrency at a time, retrying transient failures.
-func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message) {
+// processResults processes msgs, ResultConcurrency at a time, retrying transient failures;
+// hinted says they came in notifications. It reports whether every one was processed.
+func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message, hinted bool) (all bool) {
 	sem := make(chan struct{}, o.cfg.ResultConcurrency)
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, m := range msgs {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -260,10 +297,13 @@ func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message)
 			// Finish the message even when shutdown starts: its transaction is short.
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
 			defer cancel()
-			err := o.ProcessResultMessage(wctx, m)
+			outcome, err := o.processResultMessage(wctx, m, hinted)
 			for attempt := 1; err != nil && isTransient(err) && attempt <= transientRetries; attempt++ {
 				time.Sleep(time.Duration(attempt*20) * time.Millisecond)
-				err = o.ProcessResultMessage(wctx, m)
+				outcome, err = o.processResultMessage(wctx, m, hinted)
+			}
+			if err != nil || outcome == OutcomeTaken {
+				failed.Store(true)
 			}
 			switch {
 			case err == nil:
@@ -278,4 +318,5 @@ func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message)
 		}()
 	}
 	wg.Wait()
+	return !failed.Load()
 }

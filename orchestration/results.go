@@ -50,11 +50,19 @@ const (
 // message), so duplicate deliveries and concurrent orchestrators are no-ops. An error leaves
 // everything as it was (the message becomes visible again after its visibility timeout).
 func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Message) error {
-	_, err := o.processResultMessage(ctx, msg)
+	_, err := o.processResultMessage(ctx, msg, false)
 	return err
 }
 
-func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message) (ResultOutcome, error) {
+// OutcomeTaken: a result taken from its notification was already consumed by someone else (a
+// read, another orchestrator); nothing was done.
+const OutcomeTaken ResultOutcome = "taken"
+
+// processResultMessage is ProcessResultMessage; hinted says msg came in its notification, not
+// from a read: the first round trip then also takes the message (sets its visibility timeout,
+// after the task and step locks, so the lock order stays task, step, message), and a message
+// already gone means another consumer has it.
+func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Message, hinted bool) (ResultOutcome, error) {
 	log := o.log.With("msg_id", msg.ID)
 	tx, err := o.begin(ctx) // BEGIN is sent with the first statement
 	if err != nil {
@@ -76,8 +84,18 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	b := &pgx.Batch{}
 	tl := queueLockTask(b, sm.TaskUUID, false)
 	sl := queueLockStep(b, sm.StepUUID)
+	taken := true
+	if hinted {
+		b.Queue(`SELECT count(*) > 0 FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)`,
+			queue.StepResultsQueue, msg.ID, int(o.cfg.VisibilityTimeout/time.Second)).Fn = func(br pgx.BatchResults) error {
+			return br.QueryRow().Scan(&taken)
+		}
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return "", err
+	}
+	if !taken {
+		return OutcomeTaken, nil // rolled back: nothing was written
 	}
 	task, err := tl.result(ctx, tx)
 	if errors.Is(err, ErrTaskNotFound) {
