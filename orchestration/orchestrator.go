@@ -241,8 +241,8 @@ const resultHintCapacity = 64
 // message in its first round trip. With a backlog (more results, notifications overflowed, a
 // read filled its batch, a notification without its message, or a failure) it reads the queue
 // in batches, which costs less per result than taking them one by one (when results were
-// taken with a read of their own, burst throughput halved).
-// The poll interval reads anyway, so a lost notification only delays a result.
+// taken with a read of their own, burst throughput halved). The poll interval reads anyway, so
+// a lost notification only delays a result.
 func (o *Orchestrator) resultLoop(ctx context.Context, wk *queue.Waker) {
 	read := true
 	for ctx.Err() == nil {

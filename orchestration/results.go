@@ -39,6 +39,7 @@ const (
 	OutcomeDuplicate   ResultOutcome = "duplicate"         // step was not awaiting orchestration; nothing changed
 	OutcomeMalformed   ResultOutcome = "malformed"         // message unusable; archived
 	OutcomeUnknownStep ResultOutcome = "unknown_step"      // task or step missing, or not matching; archived
+	OutcomeTaken       ResultOutcome = "taken"             // taken from its notification, but consumed elsewhere; nothing done
 )
 
 // ProcessResultMessage handles one orchestration_step_results message in ONE transaction:
@@ -53,10 +54,6 @@ func (o *Orchestrator) ProcessResultMessage(ctx context.Context, msg queue.Messa
 	_, err := o.processResultMessage(ctx, msg, false)
 	return err
 }
-
-// OutcomeTaken: a result taken from its notification was already consumed by someone else (a
-// read, another orchestrator); nothing was done.
-const OutcomeTaken ResultOutcome = "taken"
 
 // processResultMessage is ProcessResultMessage; hinted says msg came in its notification, not
 // from a read: the first round trip then also takes the message (sets its visibility timeout,
