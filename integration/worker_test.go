@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/handlers"
@@ -545,25 +546,21 @@ func wkResult0(t *testing.T, pool *pgxpool.Pool, step uuid.UUID) []byte {
 func wkSupersedeClaim(t *testing.T, pool *pgxpool.Pool, step uuid.UUID) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
 	res, _ := json.Marshal(protocol.Failure(step, "presumed dead", handlers.ErrorTypeHandlerTimeout, "", true, 0, nil))
-	for _, ev := range []state.StepEvent{
-		{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
-		{Type: state.StepEventWaitForRetry, Message: "retry"},
-		{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
-	} {
-		if _, err := state.TransitionStep(ctx, tx, step, ev, state.TransitionOptions{}); err != nil {
-			t.Fatalf("%s: %v", ev.Type, err)
+	err := stInTx(ctx, pool, func(tx pgx.Tx) error {
+		for _, ev := range []state.StepEvent{
+			{Type: state.StepEventEnqueueAsErrorForOrchestration, Data: res},
+			{Type: state.StepEventWaitForRetry, Message: "retry"},
+			{Type: state.StepEventRetry}, {Type: state.StepEventEnqueue}, {Type: state.StepEventStart},
+		} {
+			if _, err := state.TransitionStep(ctx, tx, step, ev, state.TransitionOptions{}); err != nil {
+				return fmt.Errorf("%s: %w", ev.Type, err)
+			}
 		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = attempts + 1 WHERE workflow_step_uuid = $1`, step); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+		_, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = attempts + 1 WHERE workflow_step_uuid = $1`, step)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -623,6 +620,19 @@ func wkEnqueuedSteps(t *testing.T, pool *pgxpool.Pool, ns, prefix string, n int,
 	return f, names
 }
 
+// wkGate registers handler "gate": each call signals started, waits for release to be closed,
+// then returns result(step name).
+func wkGate(n int, result func(name string) handlers.Result) (reg *handlers.Registry, started chan struct{}, release chan struct{}) {
+	started, release = make(chan struct{}, n), make(chan struct{})
+	reg = handlers.NewRegistry()
+	reg.MustRegister("gate", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		started <- struct{}{}
+		<-release
+		return result(s.StepName())
+	}))
+	return reg, started, release
+}
+
 // Eight steps read together are claimed with one statement and, released at once, completed in
 // groups: every live completion is written in full, and the one whose claim was superseded
 // meanwhile writes nothing, without affecting the others in its group.
@@ -631,14 +641,9 @@ func TestWorkerGroupedClaimsAndCompletions(t *testing.T) {
 	const ns, n = "wk_group", 8
 	f, names := wkEnqueuedSteps(t, pool, ns, "g", n, "gate")
 	ctx := context.Background()
-	started := make(chan struct{}, n)
-	release := make(chan struct{})
-	reg := handlers.NewRegistry()
-	reg.MustRegister("gate", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
-		started <- struct{}{}
-		<-release
-		return handlers.Success(map[string]any{"step": s.StepName()}, nil)
-	}))
+	reg, started, release := wkGate(n, func(name string) handlers.Result {
+		return handlers.Success(map[string]any{"step": name}, nil)
+	})
 	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
 	for range n {
 		select {
@@ -707,17 +712,12 @@ func TestWorkerGroupedCompletionRefusedByDatabase(t *testing.T) {
 	_, pool := testdb.New(t)
 	const ns, n = "wk_group_bad", 6
 	f, names := wkEnqueuedSteps(t, pool, ns, "b", n, "gate")
-	started := make(chan struct{}, n)
-	release := make(chan struct{})
-	reg := handlers.NewRegistry()
-	reg.MustRegister("gate", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
-		started <- struct{}{}
-		<-release
-		if s.StepName() == "b3" {
+	reg, started, release := wkGate(n, func(name string) handlers.Result {
+		if name == "b3" {
 			return handlers.Success(map[string]any{"text": "a\x00b"}, nil)
 		}
 		return handlers.Success(map[string]any{"ok": true}, nil)
-	}))
+	})
 	r := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.Concurrency = n; c.BatchSize = n })
 	for range n {
 		<-started
