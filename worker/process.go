@@ -56,18 +56,26 @@ type claimMsg struct {
 	log *slog.Logger
 }
 
-// decode decodes msg; a malformed message is archived and ok is false.
-func (w *Worker) decode(ctx context.Context, q string, msg queue.Message) (m claimMsg, ok bool) {
-	log := w.log.With("queue", q, "msg_id", msg.ID)
+// newClaimMsg decodes msg of queue q and gives it a logger naming the message, task and step.
+func (w *Worker) newClaimMsg(q string, msg queue.Message) (claimMsg, error) {
 	sm, err := protocol.DecodeStepMessage(msg.Body)
 	if err != nil {
+		return claimMsg{}, err
+	}
+	log := w.log.With("queue", q, "msg_id", msg.ID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
+	return claimMsg{msg: msg, sm: sm, log: log}, nil
+}
+
+// decode decodes msg; a malformed message is archived and ok is false.
+func (w *Worker) decode(ctx context.Context, q string, msg queue.Message) (m claimMsg, ok bool) {
+	m, err := w.newClaimMsg(q, msg)
+	if err != nil {
 		w.metrics.malformed.Add(1)
-		log.Warn("archiving malformed step message", "error", err, "body", truncateForLog(msg.Body))
+		w.log.Warn("archiving malformed step message", "queue", q, "msg_id", msg.ID, "error", err, "body", truncateForLog(msg.Body))
 		w.archive(ctx, q, msg.ID, ReasonMalformed, err.Error())
 		return m, false
 	}
-	log = log.With("task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
-	return claimMsg{msg: msg, sm: sm, log: log}, true
+	return m, true
 }
 
 // process handles one message end to end. It never returns an error: every outcome is either
@@ -117,14 +125,13 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 	group := make([]claimMsg, 0, len(msgs))
 	seen := make(map[uuid.UUID]bool, len(msgs))
 	for _, msg := range msgs {
-		sm, err := protocol.DecodeStepMessage(msg.Body)
-		if err != nil || seen[sm.StepUUID] {
+		m, err := w.newClaimMsg(q, msg)
+		if err != nil || seen[m.sm.StepUUID] {
 			w.dispatch(p, func(s *slot) { w.process(ctx, ns, q, msg, s) })
 			continue
 		}
-		seen[sm.StepUUID] = true
-		log := w.log.With("queue", q, "msg_id", msg.ID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
-		group = append(group, claimMsg{msg: msg, sm: sm, log: log})
+		seen[m.sm.StepUUID] = true
+		group = append(group, m)
 	}
 	if len(group) == 0 {
 		return
@@ -151,12 +158,12 @@ func (w *Worker) claimGroup(ctx context.Context, ns, q string, msgs []queue.Mess
 // written and the message is left to the next read, which deals with whatever it is. It reports
 // whether it claimed the step.
 func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint, s *slot) bool {
-	sm, err := protocol.DecodeStepMessage(h.Body)
+	m, err := w.newClaimMsg(q, queue.Message{ID: h.MsgID, Body: h.Body})
 	if err != nil {
 		return false // the read archives it
 	}
-	log := w.log.With("queue", q, "msg_id", h.MsgID, "task_uuid", sm.TaskUUID, "step_uuid", sm.StepUUID, "correlation_id", sm.CorrelationID)
-	out, err := w.claimFast(ctx, q, []claimMsg{{msg: queue.Message{ID: h.MsgID, Body: h.Body}, sm: sm, log: log}}, true)
+	log := m.log
+	out, err := w.claimFast(ctx, q, []claimMsg{m}, true)
 	if err == nil {
 		err = out[0].err
 	}

@@ -154,9 +154,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	// the completion queue holds plus the groups being flushed.
 	handlersPool := pool.New().WithMaxGoroutines(2*w.cfg.Concurrency + completionFlushers(w.cfg.Concurrency)*maxCompletionGroup)
 
-	// Wakers by queue name: every notification for a queue wakes its fetcher (the worker always
-	// reads through pgmq.read, so an inline payload is only a signal); a listener reconnect
-	// wakes them all, since notifications sent during the gap are lost.
+	// Wakers by queue name: every notification for a queue wakes its fetcher and offers the
+	// message it carries (claimed without a read, see fetchLoop); a listener reconnect wakes them
+	// all telling them to read, since notifications sent during the gap are lost.
 	wakers := make(map[string]*queue.Waker, len(w.cfg.Namespaces))
 	for _, ns := range w.cfg.Namespaces {
 		wakers[queue.WorkerQueue(ns)] = queue.NewHintingWaker(hintCapacity)
