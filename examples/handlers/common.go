@@ -99,6 +99,16 @@ func dependencyObject(step *handlers.StepContext, name string) (map[string]any, 
 	return m, ok
 }
 
+// inputInt64 reads an integer context field the way serde reads an i64: a missing, null,
+// fractional or out-of-range value is absent.
+func inputInt64(step *handlers.StepContext, key string) (int64, bool) {
+	v, ok := inputValue(step, key)
+	if !ok {
+		return 0, false
+	}
+	return asInt64(v)
+}
+
 // asInt64 is serde's as_i64: an integer literal in int64 range.
 func asInt64(v any) (int64, bool) {
 	n, ok := v.(json.Number)

@@ -2,155 +2,282 @@ package exhandlers
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"math/big"
+	"strconv"
+	"strings"
 
 	"github.com/tasker-go/tasker/handlers"
 )
 
 // The linear, diamond, tree and mixed-DAG workflows (README "Linear" … "Mixed DAG"): a root
 // squares the context's even_number and every later step squares or multiplies its parents'
-// results. Results are bare JSON integers in int64, whose multiplication wraps on overflow as
-// release-mode Rust does; the tree and DAG finals are decimal strings.
+// results. Unlike tasker-core's handlers (i64 that wraps in release builds, u128 that saturates
+// in dag_finalize) the arithmetic here is exact. As the tree already did, a result that fits in
+// int64 is a bare JSON integer (what tasker-core writes for it) and a larger one is its exact
+// decimal string; the tree and DAG finals are always decimal strings, as in tasker-core.
+// Parents' results are read in either form.
 
-// inputInt64 reads an integer context field the way serde reads an i64: a missing, null,
-// fractional or out-of-range value is absent.
-func inputInt64(step *handlers.StepContext, key string) (int64, bool) {
-	v, ok := inputValue(step, key)
-	if !ok {
-		return 0, false
+// maxIntegerBits bounds every integer a math step reads or produces. Roots accept an int64 n,
+// so the largest legitimate value, n⁶⁴ (tree and DAG finals), has at most 4033 bits; anything
+// larger can only come from a result these handlers did not write.
+const maxIntegerBits = 4096
+
+// maxIntegerDigits is the most decimal digits a maxIntegerBits integer has; maxInt64Digits
+// the most an int64 has.
+const (
+	maxIntegerDigits = 1234
+	maxInt64Digits   = 19
+)
+
+// intStatus classifies a JSON value read as an exact integer.
+type intStatus int
+
+const (
+	intOK         intStatus = iota
+	intNotInteger           // absent, not a number, or a number with a fractional part
+	intTooLarge             // an integer with more digits than allowed
+)
+
+// exactInteger reads v as an exact integer of at most maxDigits decimal digits: a JSON number
+// whose value is integral in any spelling (6, 6.0, 6e0, 600e-2), or, with allowString, a string
+// of decimal digits with an optional leading '-'. The text is never converted through float64,
+// and a huge exponent is refused before any digits are expanded.
+func exactInteger(v any, allowString bool, maxDigits int) (*big.Int, intStatus) {
+	var text string
+	switch x := v.(type) {
+	case string:
+		if !allowString || !isDecimalString(x) {
+			return nil, intNotInteger
+		}
+		text = x
+	case json.Number:
+		text = string(x)
+	default:
+		return nil, intNotInteger
 	}
-	return asInt64(v)
+	neg := strings.HasPrefix(text, "-")
+	text = strings.TrimPrefix(text, "-")
+	mantissa, expText, hasExp := strings.Cut(strings.ToLower(text), "e")
+	intPart, frac, _ := strings.Cut(mantissa, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return new(big.Int), intOK
+	}
+	if !isDigits(digits) || (hasExp && expText == "") {
+		return nil, intNotInteger
+	}
+	exp := int64(0)
+	if hasExp {
+		e, err := strconv.ParseInt(expText, 10, 32)
+		if err != nil {
+			if strings.HasPrefix(expText, "-") {
+				return nil, intNotInteger // 0 < |value| < 1
+			}
+			return nil, intTooLarge
+		}
+		exp = e
+	}
+	exp -= int64(len(frac))
+	if exp < 0 {
+		trimmed := strings.TrimRight(digits, "0")
+		drop := min(int64(len(digits)-len(trimmed)), -exp)
+		digits = digits[:len(digits)-int(drop)]
+		exp += drop
+		if exp < 0 {
+			return nil, intNotInteger
+		}
+	}
+	if int64(len(digits))+exp > int64(maxDigits) {
+		return nil, intTooLarge
+	}
+	n, ok := new(big.Int).SetString(digits+strings.Repeat("0", int(exp)), 10)
+	if !ok {
+		return nil, intNotInteger
+	}
+	if neg {
+		n.Neg(n)
+	}
+	return n, intOK
 }
 
-// dependencyInt64 reads an ancestor's integer result.
-func dependencyInt64(step *handlers.StepContext, name string) (int64, bool) {
-	raw, ok := step.DependencyValue(name)
-	if !ok {
-		return 0, false
-	}
-	v, ok := decodeValue(raw)
-	if !ok {
-		return 0, false
-	}
-	return asInt64(v)
+// isDecimalString reports whether s is an optional '-' followed by one or more digits.
+func isDecimalString(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	return s != "" && isDigits(s)
 }
 
-// dependencyInt64s reads several ancestors' integer results; failed names the first missing one.
-func dependencyInt64s(step *handlers.StepContext, names ...string) (values []int64, failed string) {
-	values = make([]int64, len(names))
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonInteger is n as a result value: an int64 (a bare JSON integer) when it fits, else its
+// decimal string.
+func jsonInteger(n *big.Int) any {
+	if n.IsInt64() {
+		return n.Int64()
+	}
+	return n.String()
+}
+
+// integerTooLarge is the permanent failure for a value beyond maxIntegerBits.
+func integerTooLarge(what string) handlers.Result {
+	return fail(what+" exceeds "+strconv.Itoa(maxIntegerBits)+" bits", errTypePermanent, "INTEGER_TOO_LARGE", false,
+		map[string]any{"max_bits": maxIntegerBits})
+}
+
+// dependencyInteger reads an ancestor's result exactly. When ok is false, failure is
+// MISSING_DEPENDENCY (retryable, as in tasker-core) for an absent or non-integer result, or
+// INTEGER_TOO_LARGE (permanent) for one beyond maxIntegerBits.
+func dependencyInteger(step *handlers.StepContext, name string) (n *big.Int, failure handlers.Result, ok bool) {
+	raw, present := step.DependencyValue(name)
+	if !present {
+		return nil, missingDependency(name), false
+	}
+	v, decoded := decodeValue(raw)
+	if !decoded {
+		return nil, missingDependency(name), false
+	}
+	n, st := exactInteger(v, true, maxIntegerDigits)
+	switch {
+	case st == intNotInteger:
+		return nil, missingDependency(name), false
+	case st == intTooLarge || n.BitLen() > maxIntegerBits:
+		return nil, integerTooLarge("Result of " + name), false
+	}
+	return n, handlers.Result{}, true
+}
+
+// dependencyIntegers reads several ancestors' results; the first failure wins.
+func dependencyIntegers(step *handlers.StepContext, names ...string) ([]*big.Int, handlers.Result, bool) {
+	values := make([]*big.Int, len(names))
 	for i, name := range names {
-		v, ok := dependencyInt64(step, name)
+		v, failure, ok := dependencyInteger(step, name)
 		if !ok {
-			return nil, name
+			return nil, failure, false
 		}
 		values[i] = v
 	}
-	return values, ""
+	return values, handlers.Result{}, true
 }
 
-// squareEvenInput is a root step: the context's even_number squared.
+// square is n² as a new integer.
+func square(n *big.Int) *big.Int { return new(big.Int).Mul(n, n) }
+
+// squareEvenInput is a root step: the context's even_number squared. The number must be an
+// integer in int64 range (any JSON spelling of an integral value); a larger one fails
+// INPUT_OUT_OF_RANGE without retry (the templates' input_schema maximum keeps it out).
 func squareEvenInput(meta map[string]any) handlers.HandlerFunc {
 	return func(_ context.Context, step *handlers.StepContext) handlers.Result {
-		n, ok := inputInt64(step, "even_number")
-		if !ok {
+		n, st := (*big.Int)(nil), intNotInteger
+		if v, ok := inputValue(step, "even_number"); ok {
+			n, st = exactInteger(v, false, maxInt64Digits)
+		}
+		switch {
+		case st == intNotInteger:
 			return fail("Task context must contain an even number", errTypeValidation, "MISSING_CONTEXT_FIELD", false,
 				map[string]any{"field": "even_number"})
-		}
-		if n%2 != 0 {
+		case st == intTooLarge || !n.IsInt64():
+			return fail("even_number is outside the 64-bit integer range", errTypeValidation, "INPUT_OUT_OF_RANGE", false,
+				map[string]any{"field": "even_number", "minimum": int64(math.MinInt64), "maximum": int64(math.MaxInt64)})
+		case n.Bit(0) != 0:
 			return fail("Number must be even", errTypeValidation, "VALIDATION_ERROR", false,
-				map[string]any{"input": n})
+				map[string]any{"input": n.Int64()})
 		}
-		return handlers.Success(n*n, meta)
+		return handlers.Success(jsonInteger(square(n)), meta)
 	}
 }
 
 // squareDependency squares one parent's result.
 func squareDependency(parent string, meta map[string]any) handlers.HandlerFunc {
 	return func(_ context.Context, step *handlers.StepContext) handlers.Result {
-		v, ok := dependencyInt64(step, parent)
+		v, failure, ok := dependencyInteger(step, parent)
 		if !ok {
-			return missingDependency(parent)
+			return failure
 		}
-		return handlers.Success(v*v, meta)
+		if v.BitLen() > maxIntegerBits/2 {
+			return integerTooLarge("The square of " + parent + "'s result")
+		}
+		return handlers.Success(jsonInteger(square(v)), meta)
 	}
 }
 
-// multiplyAndSquare multiplies the parents' results and squares the product, all in int64;
-// metadata.custom.multiplied is the product.
+// product multiplies values; ok is false once the running product exceeds maxIntegerBits.
+func product(values []*big.Int) (*big.Int, bool) {
+	p := big.NewInt(1)
+	for _, v := range values {
+		if p.Mul(p, v); p.BitLen() > maxIntegerBits {
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+// multiplyAndSquare multiplies the parents' results and squares the product;
+// metadata.custom.multiplied is the product. Both are encoded like every other result.
 func multiplyAndSquare(meta map[string]any, parents ...string) handlers.HandlerFunc {
 	return func(_ context.Context, step *handlers.StepContext) handlers.Result {
-		values, missing := dependencyInt64s(step, parents...)
-		if missing != "" {
-			return missingDependency(missing)
+		values, failure, ok := dependencyIntegers(step, parents...)
+		if !ok {
+			return failure
 		}
-		product := int64(1)
-		for _, v := range values {
-			product *= v
+		p, ok := product(values)
+		if !ok || p.BitLen() > maxIntegerBits/2 {
+			return integerTooLarge("The squared product of " + strings.Join(parents, ", "))
 		}
-		return handlers.Success(product*product, meta, handlers.WithMetadata(map[string]any{"multiplied": product}))
+		return handlers.Success(jsonInteger(square(p)), meta, handlers.WithMetadata(map[string]any{"multiplied": jsonInteger(p)}))
 	}
 }
 
-// treeFinalConvergence multiplies the four leaves as unbounded integers and squares the
-// product, returning it as a decimal string (tasker-core uses BigUint, which cannot hold a
-// negative leaf; that fails here without retry).
+// treeFinalConvergence multiplies the four leaves and squares the product, returning it as a
+// decimal string (tasker-core uses BigUint, which cannot hold a negative leaf; that fails here
+// without retry).
 func treeFinalConvergence(_ context.Context, step *handlers.StepContext) handlers.Result {
 	leaves := []string{"tree_leaf_d", "tree_leaf_e", "tree_leaf_f", "tree_leaf_g"}
-	values, missing := dependencyInt64s(step, leaves...)
-	if missing != "" {
-		return missingDependency(missing)
+	values, failure, ok := dependencyIntegers(step, leaves...)
+	if !ok {
+		return failure
 	}
-	product := big.NewInt(1)
 	for i, v := range values {
-		if v < 0 {
+		if v.Sign() < 0 {
 			return fail("Leaf result "+leaves[i]+" is negative", errTypePermanent, "NEGATIVE_LEAF_RESULT", false,
-				map[string]any{"step": leaves[i], "value": v})
+				map[string]any{"step": leaves[i], "value": jsonInteger(v)})
 		}
-		product.Mul(product, big.NewInt(v))
 	}
-	result := new(big.Int).Mul(product, product)
-	return handlers.Success(result.String(), map[string]any{
-		"operation":  "multiply_all_and_square",
-		"step_type":  "multiple_parent_final",
-		"multiplied": product.String(),
+	return squaredProductString(values, "tree leaves", map[string]any{
+		"operation": "multiply_all_and_square",
+		"step_type": "multiple_parent_final",
 	})
 }
 
-// u128Max is 2¹²⁸−1, the value Rust's u128 arithmetic in dag_finalize saturates to.
-var u128Max = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
-
-// toU128 converts like Rust's `i64 as u128`: negative values sign-extend (v + 2¹²⁸).
-func toU128(v int64) *big.Int {
-	b := big.NewInt(v)
-	if v < 0 {
-		b.Add(b, new(big.Int).Lsh(big.NewInt(1), 128))
-	}
-	return b
-}
-
-// mulU128Saturating is checked u128 multiplication that yields 2¹²⁸−1 on overflow.
-func mulU128Saturating(a, b *big.Int) *big.Int {
-	p := new(big.Int).Mul(a, b)
-	if p.Cmp(u128Max) > 0 {
-		return new(big.Int).Set(u128Max)
-	}
-	return p
-}
-
-// dagFinalize computes (validate·transform·analyze)² in u128 arithmetic that saturates at
-// 2¹²⁸−1, as a decimal string.
+// dagFinalize computes (validate·transform·analyze)² exactly, as a decimal string. tasker-core
+// uses u128 arithmetic that saturates at 2¹²⁸−1, so its result is wrong for every n ≥ 4.
 func dagFinalize(_ context.Context, step *handlers.StepContext) handlers.Result {
-	values, missing := dependencyInt64s(step, "dag_validate", "dag_transform", "dag_analyze")
-	if missing != "" {
-		return missingDependency(missing)
+	values, failure, ok := dependencyIntegers(step, "dag_validate", "dag_transform", "dag_analyze")
+	if !ok {
+		return failure
 	}
-	product := mulU128Saturating(mulU128Saturating(toU128(values[0]), toU128(values[1])), toU128(values[2]))
-	result := mulU128Saturating(product, product)
-	return handlers.Success(result.String(), map[string]any{
-		"operation":  "multiply_three_and_square",
-		"step_type":  "multiple_parent_final",
-		"multiplied": product.String(),
+	return squaredProductString(values, "dag_validate, dag_transform, dag_analyze", map[string]any{
+		"operation": "multiply_three_and_square",
+		"step_type": "multiple_parent_final",
 	})
+}
+
+// squaredProductString is a final step's success: the product's square as a decimal string,
+// with metadata.custom.multiplied the product as a decimal string.
+func squaredProductString(values []*big.Int, what string, meta map[string]any) handlers.Result {
+	p, ok := product(values)
+	if !ok || p.BitLen() > maxIntegerBits/2 {
+		return integerTooLarge("The squared product of " + what)
+	}
+	meta["multiplied"] = p.String()
+	return handlers.Success(square(p).String(), meta)
 }
 
 func squareMeta(stepType string, extra ...string) map[string]any {
@@ -160,7 +287,6 @@ func squareMeta(stepType string, extra ...string) map[string]any {
 	}
 	return m
 }
-
 func mathHandlers() []entry {
 	return []entry{
 		{"linear_workflow.step_1", squareEvenInput(squareMeta("initial"))},

@@ -40,22 +40,19 @@ func TestLinearWorkflowValues(t *testing.T) {
 	}
 }
 
-func TestLinearOverflowWrapsLikeReleaseRust(t *testing.T) {
-	// 16¹⁶ = 2⁶⁴ wraps to 0 in int64.
+func TestLinearBeyondInt64IsExact(t *testing.T) {
+	// 16¹⁶ = 2⁶⁴ is the first linear result past int64 (tasker-core's i64 wraps it to 0): it is
+	// the exact decimal string; step_3 still fits and stays a JSON integer.
 	got := runChain(t, `{"even_number": 16}`, []string{"linear_workflow.step_1", "linear_workflow.step_2", "linear_workflow.step_3", "linear_workflow.step_4"},
 		[]string{"linear_step_1", "linear_step_2", "linear_step_3", "linear_step_4"})
-	if got["linear_step_3"] != "4294967296" || got["linear_step_4"] != "0" {
-		t.Errorf("n=16: step_3 %s step_4 %s, want 4294967296 and 0 (wrapped)", got["linear_step_3"], got["linear_step_4"])
+	if got["linear_step_3"] != "4294967296" || got["linear_step_4"] != `"18446744073709551616"` {
+		t.Errorf("n=16: step_3 %s step_4 %s, want 4294967296 and \"18446744073709551616\"", got["linear_step_3"], got["linear_step_4"])
 	}
-	// 18⁸ squared = 18¹⁶ exceeds int64: the result is 18¹⁶ mod 2⁶⁴ read as a signed integer.
-	sq := new(big.Int).Exp(big.NewInt(18), big.NewInt(16), nil)
-	sq.Mod(sq, new(big.Int).Lsh(big.NewInt(1), 64))
-	if sq.Cmp(new(big.Int).Lsh(big.NewInt(1), 63)) >= 0 {
-		sq.Sub(sq, new(big.Int).Lsh(big.NewInt(1), 64))
-	}
+	// 18⁸ squared = 18¹⁶.
+	want := new(big.Int).Exp(big.NewInt(18), big.NewInt(16), nil)
 	r := call(t, "linear_workflow.step_4", withDep("linear_step_3", "11019960576"))
-	if out := string(output(t, r)); out != sq.String() {
-		t.Errorf("wrapped square = %s, want %s", out, sq)
+	if out := string(output(t, r)); out != strconv.Quote(want.String()) {
+		t.Errorf("18⁸ squared = %s, want %q", out, want)
 	}
 }
 
@@ -65,8 +62,14 @@ func TestRootStepValidation(t *testing.T) {
 		if string(ser.Metadata.Context["input"]) != "7" {
 			t.Errorf("%s: context %v", callable, ser.Metadata.Context)
 		}
-		for _, ctx := range []string{`{}`, `{"even_number": null}`, `{"even_number": "6"}`, `{"even_number": 6.5}`, `{"even_number": 6.0}`} {
+		for _, ctx := range []string{`{}`, `{"even_number": null}`, `{"even_number": "6"}`, `{"even_number": 6.5}`, `{"even_number": 1e-400}`} {
 			assertFailure(t, call(t, callable, withContext(ctx)), "MISSING_CONTEXT_FIELD", "ValidationError", false)
+		}
+		// input_schema's "integer" accepts 6.0, so the handler reads any integral spelling exactly.
+		for _, ctx := range []string{`{"even_number": 6.0}`, `{"even_number": 6e0}`, `{"even_number": 600e-2}`, `{"even_number": 0.6E1}`} {
+			if out := string(output(t, call(t, callable, withContext(ctx)))); out != "36" {
+				t.Errorf("%s(%s) = %s, want 36", callable, ctx, out)
+			}
 		}
 		if out := string(output(t, call(t, callable, withContext(`{"even_number": -4}`)))); out != "16" {
 			t.Errorf("%s(-4) = %s", callable, out)
@@ -101,11 +104,13 @@ func TestMissingDependencyIsRetryable(t *testing.T) {
 				t.Errorf("%s: required_step %s, want %s", callable, got, deps[skip])
 			}
 		}
-		opts := []stepOpt{}
-		for _, d := range deps {
-			opts = append(opts, withDep(d, `"4"`))
+		for _, bad := range []string{`"four"`, `"4.0"`, `"+4"`, `""`, `4.5`, `true`, `{"result": 4}`} {
+			opts := []stepOpt{}
+			for _, d := range deps {
+				opts = append(opts, withDep(d, bad))
+			}
+			assertFailure(t, call(t, callable, opts...), "MISSING_DEPENDENCY", "DependencyError", true)
 		}
-		assertFailure(t, call(t, callable, opts...), "MISSING_DEPENDENCY", "DependencyError", true)
 	}
 }
 
@@ -163,13 +168,12 @@ func TestMixedDAGValues(t *testing.T) {
 	callables := []string{"mixed_dag_workflow.init", "mixed_dag_workflow.process_left", "mixed_dag_workflow.process_right",
 		"mixed_dag_workflow.validate", "mixed_dag_workflow.transform", "mixed_dag_workflow.analyze", "mixed_dag_workflow.finalize"}
 	names := []string{"dag_init", "dag_process_left", "dag_process_right", "dag_validate", "dag_transform", "dag_analyze", "dag_finalize"}
-	const u128Max = `"340282366920938463463374607431768211455"`
 	for n, want := range map[int]map[string]string{
 		2: {"dag_init": "4", "dag_process_left": "16", "dag_process_right": "16", "dag_validate": "65536",
 			"dag_transform": "256", "dag_analyze": "256", "dag_finalize": `"18446744073709551616"`},
 		6: {"dag_init": "36", "dag_process_left": "1296", "dag_process_right": "1296", "dag_validate": "2821109907456",
-			"dag_transform": "1679616", "dag_analyze": "1679616", "dag_finalize": u128Max},
-		4: {"dag_finalize": u128Max},
+			"dag_transform": "1679616", "dag_analyze": "1679616", "dag_finalize": `"63340286662973277706162286946811886609896461828096"`},
+		4: {"dag_finalize": `"340282366920938463463374607431768211456"`},
 	} {
 		got := runChain(t, fmt.Sprintf(`{"even_number": %d}`, n), callables, names)
 		for name, w := range want {
@@ -187,9 +191,9 @@ func TestMixedDAGValues(t *testing.T) {
 	if f.Metadata["multiplied"] != "4294967296" {
 		t.Errorf("finalize multiplied = %v", f.Metadata["multiplied"])
 	}
-	// A negative (wrapped) int64 converts like Rust's `as u128` (sign extension), so it saturates.
+	// Exact arithmetic: no u128 saturation (tasker-core reports 2¹²⁸−1 here) and no sign tricks.
 	f = call(t, "mixed_dag_workflow.finalize", withDep("dag_validate", "-1"), withDep("dag_transform", "1"), withDep("dag_analyze", "1"))
-	if out := string(output(t, f)); out != u128Max {
-		t.Errorf("finalize(-1,1,1) = %s, want saturation", out)
+	if out := string(output(t, f)); out != `"1"` {
+		t.Errorf("finalize(-1,1,1) = %s, want \"1\"", out)
 	}
 }
