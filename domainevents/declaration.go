@@ -193,15 +193,16 @@ func (e *SchemaError) Error() string {
 	return fmt.Sprintf("domainevents: event %s: %s: %s", e.Event, what, strings.Join(parts, "; "))
 }
 
-// ValidatePayload checks payload against the declaration's schema with the template package's
-// JSON Schema subset (see template.ValidateContext for the keywords). A declaration without a
-// schema accepts any payload; an empty payload is validated as JSON null.
+// ValidatePayload checks payload against the declaration's JSON Schema as
+// template.ValidateContext checks a context (full JSON Schema, local $refs only). Each distinct
+// schema is compiled once and cached. A declaration without a schema accepts any payload; an
+// empty payload is validated as JSON null.
 func (d EventDeclaration) ValidatePayload(payload json.RawMessage) error {
 	if len(d.Schema) == 0 {
 		return nil
 	}
-	// ValidateContext validates a value against a template's input_schema; a throwaway template
-	// carrying the event schema reuses its validator.
+	// A throwaway template carrying the event schema reuses ValidateContext; the compiled schema
+	// comes from the template package's cache.
 	err := template.ValidateContext(&template.TaskTemplate{Name: d.Name, InputSchema: d.Schema}, payload)
 	var ce *template.ContextError
 	var ve *template.ValidationError

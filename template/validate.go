@@ -125,7 +125,8 @@ func (v *validator) top() {
 	}
 }
 
-// schema checks that raw is a JSON Schema our subset understands the shape of.
+// schema checks that raw compiles as a JSON Schema (see ValidateContext); problems name the
+// keyword inside it, such as input_schema.properties.n.minimum.
 func (v *validator) schema(path string, raw json.RawMessage, required bool) {
 	if isAbsent(raw) {
 		if required {
@@ -133,7 +134,10 @@ func (v *validator) schema(path string, raw json.RawMessage, required bool) {
 		}
 		return
 	}
-	compileSchema(raw, path, func(p, msg string) { v.add(p, "%s", msg) })
+	_, problems := compileSchema(raw)
+	for _, p := range problems {
+		v.add(under(path, p.Path), "%s", p.Message)
+	}
 }
 
 func isAbsent(raw json.RawMessage) bool {
