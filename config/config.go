@@ -43,6 +43,8 @@ type Config struct {
 	Web Web
 	// Telemetry configures OpenTelemetry tracing (telemetry.*).
 	Telemetry Telemetry
+	// Database bounds what the server lets one statement do (common.database.*).
+	Database Database
 	// Orchestration configures the Go orchestrator (orchestration.* and common.backoff.*).
 	Orchestration Orchestration
 	// File is the TOML file that was loaded; empty when none was.
@@ -59,6 +61,13 @@ type Config struct {
 type Web struct {
 	Enabled     bool
 	BindAddress string // host:port
+}
+
+// Database holds the server-side bounds set on every connection (see db.Session); the
+// per-call deadline of the worker's and orchestrator's loops is Worker.DBTimeout.
+type Database struct {
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
 }
 
 // Telemetry configures tracing. Exporter is "stdout" or "otlp"; Endpoint is the OTLP/HTTP
@@ -116,8 +125,9 @@ type Backoff struct {
 // Default returns the built-in defaults (a fresh worker id; no database URL).
 func Default() Config {
 	return Config{
-		Worker: worker.DefaultConfig(),
-		Web:    Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
+		Worker:   worker.DefaultConfig(),
+		Web:      Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
+		Database: Database{StatementTimeout: 60 * time.Second, LockTimeout: 15 * time.Second},
 		Telemetry: Telemetry{
 			ServiceName: "tasker-go",
 			Exporter:    ExporterStdout,
@@ -313,6 +323,8 @@ func (c Config) Validate() error {
 			bad(key, fmt.Sprintf("%s is below %s", d, min))
 		}
 	}
+	minDur(keyStatementTimeout, c.Database.StatementTimeout, 0)
+	minDur(keyLockTimeout, c.Database.LockTimeout, 0)
 	intRange := func(key string, n, lo, hi int) {
 		if n < lo || n > hi {
 			bad(key, fmt.Sprintf("%d is outside %d..%d", n, lo, hi))

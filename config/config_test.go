@@ -460,6 +460,9 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 	values := map[string]string{
 		"common.database.url":                                                                 `"postgres://all/keys"`,
 		"common.database.pool.max_connections":                                                `33`,
+		"common.database.statement_timeout_ms":                                                `34000`,
+		"common.database.lock_timeout_ms":                                                     `35000`,
+		"common.database.call_timeout_ms":                                                     `36000`,
 		"common.queues.default_visibility_timeout_seconds":                                    `41`,
 		"common.backoff.default_backoff_seconds":                                              `[2, 4, 8]`,
 		"common.backoff.max_backoff_seconds":                                                  `60`,
@@ -523,8 +526,9 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 			DatabaseURL: "postgres://all/keys", MaxConns: 33, WorkerID: wid, Namespaces: []string{"a", "b"},
 			TemplatePath: "/t", VisibilityTimeout: 42 * time.Second, PollInterval: 150 * time.Millisecond,
 			BatchSize: 3, Concurrency: 4, StepTimeout: 5 * time.Second, ShutdownTimeout: 6 * time.Second,
-			StaleGrace: 7 * time.Second,
+			StaleGrace: 7 * time.Second, DBTimeout: 36 * time.Second,
 		},
+		Database:  Database{StatementTimeout: 34 * time.Second, LockTimeout: 35 * time.Second},
 		Web:       Web{Enabled: false, BindAddress: "127.0.0.1:1"},
 		Telemetry: Telemetry{Enabled: true, ServiceName: "svc", Exporter: "otlp", Endpoint: "http://127.0.0.1:4318"},
 		Orchestration: Orchestration{
@@ -535,7 +539,8 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 			Web:     Web{Enabled: false, BindAddress: "127.0.0.1:2"},
 		},
 	}
-	if !reflect.DeepEqual(c.Worker, want.Worker) || c.Web != want.Web || c.Telemetry != want.Telemetry || c.Orchestration != want.Orchestration {
+	if !reflect.DeepEqual(c.Worker, want.Worker) || c.Web != want.Web || c.Telemetry != want.Telemetry || c.Orchestration != want.Orchestration ||
+		c.Database != want.Database {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
 	for _, e := range table {
@@ -589,9 +594,31 @@ func TestConfigKeysDocumented(t *testing.T) {
 	// Every variable worker.Config.FromEnv reads is documented on a key.
 	for _, v := range []string{"DATABASE_URL", "TASKER_NAMESPACES", "TASKER_TEMPLATE_PATH", "TASKER_CONCURRENCY",
 		"TASKER_BATCH_SIZE", "TASKER_POLL_INTERVAL", "TASKER_VISIBILITY_TIMEOUT", "TASKER_STEP_TIMEOUT",
-		"TASKER_STALE_GRACE", "TASKER_SHUTDOWN_TIMEOUT", "TASKER_WORKER_ID", "TASKER_DB_MAX_CONNS"} {
+		"TASKER_STALE_GRACE", "TASKER_SHUTDOWN_TIMEOUT", "TASKER_WORKER_ID", "TASKER_DB_MAX_CONNS", "TASKER_DB_CALL_TIMEOUT"} {
 		if entryByEnv(v) == nil {
 			t.Errorf("%s is not documented", v)
 		}
+	}
+	// The README's table is this one (regenerate: TASKER_WRITE_README_TABLE=1 go test ./config/).
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start, next = "| Key | Environment | Default | Meaning |\n", "\n### "
+	i := strings.Index(string(readme), start)
+	j := strings.Index(string(readme[max(i, 0):]), next)
+	if i < 0 || j < 0 {
+		t.Fatal("README.md has no configuration table followed by a section")
+	}
+	j += i
+	if got := string(readme[i:j]); strings.TrimSpace(got) != strings.TrimSpace(md) {
+		if os.Getenv("TASKER_WRITE_README_TABLE") == "1" {
+			out := string(readme[:i]) + strings.TrimSpace(md) + "\n\n" + string(readme[j:])
+			if err := os.WriteFile("../README.md", []byte(out), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Errorf("README.md's configuration table differs from MarkdownTable(); regenerate it with TASKER_WRITE_README_TABLE=1 go test ./config/")
 	}
 }

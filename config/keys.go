@@ -39,6 +39,8 @@ const (
 	keyBackoffJitter     = "common.backoff.jitter_max_percentage"
 	keyCommonVT          = "common.queues.default_visibility_timeout_seconds"
 	keyWorkerVT          = "worker.event_systems.worker.timing.visibility_timeout_seconds"
+	keyStatementTimeout  = "common.database.statement_timeout_ms"
+	keyLockTimeout       = "common.database.lock_timeout_ms"
 )
 
 type kind int
@@ -72,6 +74,12 @@ var table = []entry{
 		Meaning: "PostgreSQL URL of the tasker schema and PGMQ. tasker-core's file writes `${DATABASE_URL:-…}`."},
 	{Key: "common.database.pool.max_connections", Env: "TASKER_DB_MAX_CONNS", field: "Worker.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
 		Meaning: "Database pool size (tasker-core default 25). 0 means max_concurrent_handlers + 4."},
+	{Key: keyStatementTimeout, Env: "TASKER_DB_STATEMENT_TIMEOUT", field: "Database.StatementTimeout", kind: kMillis,
+		Meaning: "Server-side statement_timeout of every connection; 0 keeps the server's (ours; a URL parameter wins). Migrations lift it."},
+	{Key: keyLockTimeout, Env: "TASKER_DB_LOCK_TIMEOUT", field: "Database.LockTimeout", kind: kMillis,
+		Meaning: "Server-side lock_timeout of every connection; 0 keeps the server's (ours; a URL parameter wins)."},
+	{Key: "common.database.call_timeout_ms", Env: "TASKER_DB_CALL_TIMEOUT", field: "Worker.DBTimeout", kind: kMillis,
+		Meaning: "Deadline of each database call of the worker's and orchestrator's loops (read, claim, completion, heartbeat, result processing, sweeps x4); a call that hits it drops its connection (ours)."},
 	{Key: keyCommonVT, kind: kSeconds, defaultDoc: "30",
 		Meaning: "Visibility timeout used by the worker and the orchestrator when their own key is not set."},
 	{Key: keyBackoffBase, field: "Orchestration.Backoff.Base", kind: kSecondsList, defaultDoc: "[1]",

@@ -57,6 +57,10 @@ type ConsumerConfig struct {
 	// ShutdownTimeout is how long in-flight deliveries may finish after Run's context is done
 	// before their contexts are cancelled (default 10s).
 	ShutdownTimeout time.Duration
+	// DBTimeout bounds each database call: a read, an ack, a visibility extension, an archive
+	// (default 10s). A call that hits it loses its connection, so a connection a network fault
+	// killed silently is replaced instead of blocking the consumer.
+	DBTimeout time.Duration
 	// NoListen disables LISTEN/NOTIFY wake-ups (polling only). Otherwise the consumer listens on
 	// pgmq_message_ready.default, where tasker's SQL announces "<ns>_domain_events" messages.
 	NoListen bool
@@ -71,10 +75,8 @@ func (c *ConsumerConfig) fill() error {
 	if len(c.Namespaces) == 0 {
 		return errors.New("domainevents: consumer: no namespaces")
 	}
-	for _, ns := range c.Namespaces {
-		if err := queue.ValidateNamespace(ns); err != nil {
-			return err
-		}
+	if err := queue.ValidateNamespaces(c.Namespaces); err != nil {
+		return err
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -86,6 +88,7 @@ func (c *ConsumerConfig) fill() error {
 	def(&c.RetryDelay, 5*time.Second)
 	def(&c.HandlerTimeout, 30*time.Second)
 	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.DBTimeout, 10*time.Second)
 	if c.VisibilityTimeout < time.Second {
 		c.VisibilityTimeout = time.Second
 	}
@@ -211,7 +214,9 @@ func (c *DurableConsumer) loop(ctx, workCtx context.Context, q string, wk *queue
 	vt := int(c.cfg.VisibilityTimeout / time.Second)
 	backoff := c.cfg.PollInterval
 	for ctx.Err() == nil {
-		msgs, err := c.q.Read(ctx, q, vt, c.cfg.BatchSize)
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.DBTimeout)
+		msgs, err := c.q.Read(rctx, q, vt, c.cfg.BatchSize)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -220,7 +225,7 @@ func (c *DurableConsumer) loop(ctx, workCtx context.Context, q string, wk *queue
 			if _, err := wk.Wait(ctx, backoff); err != nil {
 				return
 			}
-			backoff = min(backoff*2, 30*time.Second)
+			backoff = min(backoff*2, 4*time.Second)
 			continue
 		}
 		backoff = c.cfg.PollInterval
@@ -292,7 +297,10 @@ func (c *DurableConsumer) heartbeat(ctx context.Context, q string, mu *sync.Mute
 				// takes mu) is never extended afterwards, which would undo its RetryDelay.
 				mu.Lock()
 				for id := range open {
-					if _, _, err := c.q.SetVT(bctx, q, id, vt); err != nil && bctx.Err() == nil {
+					sctx, cancel := context.WithTimeout(bctx, c.cfg.DBTimeout)
+					_, _, err := c.q.SetVT(sctx, q, id, vt)
+					cancel()
+					if err != nil && bctx.Err() == nil {
 						c.log.Warn("could not extend message visibility", "queue", q, "msg_id", id, "error", err)
 					}
 				}
@@ -396,7 +404,7 @@ func (c *DurableConsumer) handle(ctx context.Context, q string, m queue.Message,
 }
 
 func (c *DurableConsumer) dbctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 10*time.Second)
+	return context.WithTimeout(context.Background(), c.cfg.DBTimeout)
 }
 
 func (c *DurableConsumer) ack(q string, id int64, log *slog.Logger) {

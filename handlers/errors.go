@@ -25,6 +25,7 @@ const (
 	ErrorTypeNetwork         = "network_error"
 	ErrorTypeDecision        = "decision_error"
 	ErrorTypeSerialization   = "serialization_error"
+	ErrorTypeWorkerShutdown  = "worker_shutdown"
 )
 
 // StepError is an error a handler returns to control how its failure is reported: message,

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -80,7 +81,8 @@ type CheckpointData struct {
 	AccumulatedResults any
 }
 
-// YieldData encodes the checkpoint for persistence.
+// YieldData encodes the checkpoint for persistence. A cursor and accumulated results over
+// protocol.MaxCheckpointBytes together are refused with an error wrapping a *protocol.SizeError.
 func (c *CheckpointData) YieldData(stepUUID uuid.UUID) (protocol.CheckpointYieldData, error) {
 	cursor, err := json.Marshal(c.Cursor)
 	if err != nil {
@@ -89,6 +91,9 @@ func (c *CheckpointData) YieldData(stepUUID uuid.UUID) (protocol.CheckpointYield
 	acc, err := json.Marshal(c.AccumulatedResults)
 	if err != nil {
 		return protocol.CheckpointYieldData{}, fmt.Errorf("handlers: encode accumulated results: %w", err)
+	}
+	if err := protocol.CheckSize("checkpoint", int64(len(cursor)+len(acc)), protocol.MaxCheckpointBytes); err != nil {
+		return protocol.CheckpointYieldData{}, fmt.Errorf("handlers: %w", err)
 	}
 	return protocol.CheckpointYieldData{StepUUID: stepUUID, Cursor: cursor, ItemsProcessed: c.ItemsProcessed, AccumulatedResults: acc}, nil
 }
@@ -281,8 +286,11 @@ func retryAfterSeconds(d time.Duration) uint32 {
 // ToExecutionResult converts a handler Result into the StepExecutionResult the worker persists,
 // with execution_time_ms = elapsed. Values that cannot be JSON-encoded turn a success into a
 // serialization_error system error; failure context values that cannot be encoded are stored as
-// their fmt text. A zero Result and a checkpoint yield (which the worker must persist instead)
-// become non-retryable handler_error / retryable checkpoint_error failures.
+// their fmt text. A result whose payload (StepExecutionResult.PayloadSize) is over
+// protocol.MaxStepResultBytes is replaced by a serialization_error system error (never
+// retryable: the handler would return it again) naming the size and the limit. A zero Result
+// and a checkpoint yield (which the worker must persist instead) become non-retryable
+// handler_error / retryable checkpoint_error failures.
 func ToExecutionResult(stepUUID uuid.UUID, r Result, elapsed time.Duration) protocol.StepExecutionResult {
 	execMs := elapsed.Milliseconds()
 	var out protocol.StepExecutionResult
@@ -335,6 +343,9 @@ func ToExecutionResult(stepUUID uuid.UUID, r Result, elapsed time.Duration) prot
 		ec := r.ErrorContext
 		om.ErrorContext = &ec
 	}
+	if err := protocol.CheckSize("step result", out.PayloadSize(), protocol.MaxStepResultBytes); err != nil {
+		return protocol.SystemError(stepUUID, "Handler result is too large: "+err.Error(), ErrorTypeSerialization, nil, execMs, nil)
+	}
 	return out
 }
 
@@ -370,8 +381,17 @@ func HandlerTimeoutResult(step *StepContext, timeout time.Duration) Result {
 		WithContext(step.failureContext()), WithContextValue("timeout_ms", ms))
 }
 
+// WorkerShutdownResult is the failure for a handler cancelled because its worker shut down
+// before it finished: "Worker shut down before the handler finished", worker_shutdown,
+// retryable, so orchestration retries the step within its max_attempts.
+func WorkerShutdownResult(step *StepContext) Result {
+	return Failure("Worker shut down before the handler finished", ErrorTypeWorkerShutdown, true,
+		WithContext(step.failureContext()))
+}
+
 // CheckpointErrorResult is the failure for a checkpoint the worker could not persist or
-// re-dispatch: "Checkpoint yield failed: <err>", checkpoint_error, retryable.
+// re-dispatch: "Checkpoint yield failed: <err>", checkpoint_error, retryable unless err is
+// protocol.ErrTooLarge (the handler would yield the same oversized checkpoint again).
 func CheckpointErrorResult(err error) Result {
-	return Failure("Checkpoint yield failed: "+err.Error(), ErrorTypeCheckpoint, true)
+	return Failure("Checkpoint yield failed: "+err.Error(), ErrorTypeCheckpoint, !errors.Is(err, protocol.ErrTooLarge))
 }

@@ -340,7 +340,7 @@ func TestBadTaskRequestsRefused(t *testing.T) {
 			r.Version = "9.9.9"
 			return r
 		}(), "", "9.9.9"},
-		{"SQL namespace", badRequest(badSQL, "schema_checked", `{"even_number": 4}`), "", "not found"},
+		{"SQL namespace", badRequest(badSQL, "schema_checked", `{"even_number": 4}`), "namespace", ""},
 		{"SQL name", badRequest("bad_input", badSQL, `{"even_number": 4}`), "", "not found"},
 		{"missing required field", badRequest("bad_input", "schema_checked", `{}`), "context.even_number", "required"},
 		{"wrong type", badRequest("bad_input", "schema_checked", `{"even_number": "six"}`), "context.even_number", ""},

@@ -471,49 +471,105 @@ func TestWorkerConcurrencyBound(t *testing.T) {
 	t.Logf("peak concurrency %d", peak.Load())
 }
 
-func TestWorkerShutdownAndRecovery(t *testing.T) {
+// A worker whose shutdown deadline passes while a handler runs hands the step back at once: a
+// retryable worker_shutdown failure through the legal path (one attempt counted, the result
+// sent to orchestration, the message consumed), nothing left in_progress for recovery. A
+// handler that ignores its cancelled context does not hold up the exit.
+func TestWorkerShutdownHandsStepsBack(t *testing.T) {
 	_, pool := testdb.New(t)
-	const ns = "wk_crash"
-	f := newTaskWithSteps(t, pool, ns, []string{"stuck"}, nil)
+	const ns = "wk_shutdown"
+	f := newTaskWithSteps(t, pool, ns, []string{"polite", "deaf"}, nil)
 	initTransitions(t, pool, f)
-	wkTemplate(t, pool, f, "blocker", 2) // step timeout 2s
+	wkTemplate(t, pool, f, "slow", 0)
 	ctx := context.Background()
 	if err := queue.NewClient(pool).EnsureQueue(ctx, queue.WorkerQueue(ns)); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 10)
-	var calls atomic.Int32
+	started := make(chan string, 10)
 	reg := handlers.NewRegistry()
-	reg.MustRegister("blocker", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
-		calls.Add(1)
-		started <- struct{}{}
+	reg.MustRegister("slow", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		started <- s.StepName()
+		if s.StepName() == "deaf" {
+			time.Sleep(5 * time.Minute) // ignores its context
+			return handlers.Success(nil, nil)
+		}
 		<-ctx.Done()
 		return handlers.ErrorResult(ctx.Err())
 	}))
+	for _, name := range f.StepNames {
+		wkEnqueue(t, pool, ns, f, name)
+	}
+	const deadline = 200 * time.Millisecond
+	w := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.ShutdownTimeout = deadline; c.StepTimeout = time.Hour })
+	<-started
+	<-started
+	begin := time.Now()
+	w.stop()
+	// Bound: the drain deadline, the grace for handlers that ignore cancellation, the writes.
+	if took := time.Since(begin); took > deadline+10*time.Second {
+		t.Fatalf("Run returned %s after shutdown began; a handler ignoring its context held it up", took)
+	}
+	t.Logf("Run returned %s after shutdown began (drain deadline %s)", time.Since(begin).Round(time.Millisecond), deadline)
+	for _, name := range f.StepNames {
+		step := f.Step(t, name)
+		if got := wkStepState(t, pool, step); got != state.StepEnqueuedAsErrorForOrchestration {
+			t.Fatalf("%s: after shutdown the step is %s, want enqueued_as_error_for_orchestration", name, got)
+		}
+		r := wkResult(t, pool, step)
+		if r.Success || !r.Metadata.Retryable || r.Error == nil || r.Error.ErrorType == nil || *r.Error.ErrorType != handlers.ErrorTypeWorkerShutdown {
+			t.Fatalf("%s: result %+v; want a retryable worker_shutdown failure", name, r)
+		}
+		if n := wkCount(t, pool, `SELECT attempts FROM tasker.workflow_steps WHERE workflow_step_uuid = $1`, step); n != 1 {
+			t.Errorf("%s: attempts = %d, want 1 (the interrupted run counts)", name, n)
+		}
+	}
+	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results`); n != 2 {
+		t.Fatalf("%d orchestration messages, want 2", n)
+	}
+	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_worker_wk_shutdown_queue`); n != 0 {
+		t.Fatalf("%d step messages left in the queue, want 0", n)
+	}
+	if s := w.w.Metrics().Snapshot(); s.Interrupted != 2 {
+		t.Errorf("interrupted = %d, want 2", s.Interrupted)
+	}
+}
+
+// A step left in_progress by a worker that died (claimed, never completed, message still
+// queued) is left alone by another worker while it is young (within timeout + grace) and
+// reported as a retryable handler_timeout once older; its handler never runs again in the same
+// attempt.
+func TestWorkerRecoversAbandonedStep(t *testing.T) {
+	_, pool := testdb.New(t)
+	const ns = "wk_crash"
+	f := newTaskWithSteps(t, pool, ns, []string{"stuck"}, nil)
+	initTransitions(t, pool, f)
+	wkTemplate(t, pool, f, "never", 2) // step timeout 2s
+	ctx := context.Background()
+	if err := queue.NewClient(pool).EnsureQueue(ctx, queue.WorkerQueue(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	reg := handlers.NewRegistry()
+	reg.MustRegister("never", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
+		calls.Add(1)
+		return handlers.Success(nil, nil)
+	}))
 	step := f.Step(t, "stuck")
 	msgID := wkEnqueue(t, pool, ns, f, "stuck")
-	// The first worker shuts down hard while its handler runs: nothing may be half-written.
-	first := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.ShutdownTimeout = 100 * time.Millisecond; c.StepTimeout = time.Minute })
-	<-started
-	first.stop()
-	if got := wkStepState(t, pool, step); got != state.StepInProgress {
-		t.Fatalf("after shutdown the step is %s, want in_progress", got)
-	}
-	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_worker_wk_crash_queue WHERE msg_id = $1`, msgID); n != 1 {
-		t.Fatal("message was not left for redelivery")
-	}
-	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results`); n != 0 {
-		t.Fatal("an orchestration message was sent for an unfinished step")
-	}
-	if r := wkResult0(t, pool, step); r != nil {
-		t.Fatalf("results written for an unfinished step: %s", r)
+	// The dead worker's claim: in_progress, one attempt, the message kept.
+	if err := stInTx(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := state.TransitionStep(ctx, tx, step, state.StepEvent{Type: state.StepEventStart}, state.TransitionOptions{}); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE tasker.workflow_steps SET attempts = 1, last_attempted_at = timezone('UTC', now()) WHERE workflow_step_uuid = $1`, step)
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 
-	// A second worker sees the redelivered message while the step is young (within timeout +
-	// grace) and leaves it alone; once it is older, it reports a retryable timeout.
 	second := wkStart(t, pool, ns, reg, func(c *worker.Config) { c.VisibilityTimeout = time.Second; c.StaleGrace = 2 * time.Second })
 	wkWaitState(t, pool, step, state.StepEnqueuedAsErrorForOrchestration, 20*time.Second)
-	if calls.Load() != 1 {
+	if calls.Load() != 0 {
 		t.Fatalf("handler ran %d times; a recovered step must not run again in the same attempt", calls.Load())
 	}
 	if s := second.w.Metrics().Snapshot(); s.InProgressElsewhere < 1 || s.Recovered != 1 {

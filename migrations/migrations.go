@@ -158,6 +158,11 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	}
 	defer conn.Release()
 
+	// Waiting for a concurrent migrator and building indexes on a large database may take
+	// longer than the statement and lock bounds set for every connection (db.Session).
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0; SET lock_timeout = 0"); err != nil {
+		return fmt.Errorf("migrations: lift statement bounds: %w", err)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", LockKey); err != nil {
 		return fmt.Errorf("migrations: take advisory lock: %w", err)
 	}
@@ -166,7 +171,11 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		// close the connection, which releases it too.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", LockKey); err != nil {
+		_, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", LockKey)
+		if err == nil {
+			_, err = conn.Exec(uctx, "RESET statement_timeout; RESET lock_timeout")
+		}
+		if err != nil {
 			log.Warn("migrations: advisory unlock failed; closing the connection", "err", err)
 			_ = conn.Conn().Close(uctx)
 		}

@@ -3,6 +3,8 @@ package orchestration
 import (
 	"testing"
 	"time"
+
+	"github.com/tasker-go/tasker/template"
 )
 
 // fixedJitter draws a fixed magnitude (clamped to the allowed range) and sign.
@@ -78,6 +80,117 @@ func TestComputeBackoffRetryAfter(t *testing.T) {
 		got, kind := computeBackoff(cfg, 2, c.headers, now, &fixedJitter{})
 		if got != c.want || kind != c.kind {
 			t.Errorf("%s: got %d (%s), want %d (%s)", c.name, got, kind, c.want, c.kind)
+		}
+	}
+}
+
+func u64(v uint64) *uint64 { return &v }
+
+func TestTemplatePolicySetOrNot(t *testing.T) {
+	cfg := BackoffConfig{Base: time.Second, Max: time.Hour, Multiplier: 2}
+	cases := []struct {
+		name  string
+		retry template.RetryConfiguration
+		want  *stepPolicy
+	}{
+		{"no retry block (tasker-core defaults)", template.DefaultRetry(), nil},
+		{"block without backoff fields", template.RetryConfiguration{Retryable: true, MaxAttempts: 5, Backoff: template.BackoffExponential}, nil},
+		{"empty strategy, no fields", template.RetryConfiguration{Retryable: true, MaxAttempts: 5}, nil},
+		{"50/200", template.RetryConfiguration{Backoff: template.BackoffExponential, BackoffBaseMs: u64(50), MaxBackoffMs: u64(200)},
+			&stepPolicy{template.BackoffExponential, 50 * time.Millisecond, 200 * time.Millisecond}},
+		{"base only", template.RetryConfiguration{Backoff: template.BackoffExponential, BackoffBaseMs: u64(1000)},
+			&stepPolicy{template.BackoffExponential, time.Second, time.Hour}},
+		{"max only", template.RetryConfiguration{MaxBackoffMs: u64(500)},
+			&stepPolicy{template.BackoffExponential, time.Second, 500 * time.Millisecond}},
+		{"default pair, other strategy", template.RetryConfiguration{Backoff: template.BackoffLinear, BackoffBaseMs: u64(1000), MaxBackoffMs: u64(30000)},
+			&stepPolicy{template.BackoffLinear, time.Second, 30 * time.Second}},
+		{"strategy only", template.RetryConfiguration{Backoff: template.BackoffNone},
+			&stepPolicy{template.BackoffNone, time.Second, time.Hour}},
+	}
+	for _, c := range cases {
+		got, ok := templatePolicy(c.retry, cfg)
+		if (c.want == nil) != !ok || (ok && got != *c.want) {
+			t.Errorf("%s: got %+v (set %v), want %+v", c.name, got, ok, c.want)
+		}
+	}
+}
+
+func TestStepPolicyDelay(t *testing.T) {
+	ms := time.Millisecond
+	cases := []struct {
+		strategy template.BackoffStrategy
+		want     []time.Duration // after attempts 1, 2, 3, ...
+	}{
+		{template.BackoffExponential, []time.Duration{50 * ms, 100 * ms, 200 * ms, 200 * ms}},
+		{template.BackoffLinear, []time.Duration{50 * ms, 100 * ms, 150 * ms, 200 * ms, 200 * ms}},
+		{template.BackoffFibonacci, []time.Duration{50 * ms, 50 * ms, 100 * ms, 150 * ms, 200 * ms}},
+		{template.BackoffNone, []time.Duration{50 * ms, 50 * ms, 50 * ms}},
+	}
+	for _, c := range cases {
+		p := stepPolicy{strategy: c.strategy, base: 50 * ms, max: 200 * ms}
+		for i, want := range c.want {
+			if got := p.delay(i+1, 2); got != want {
+				t.Errorf("%s after %d attempts: %s, want %s", c.strategy, i+1, got, want)
+			}
+		}
+	}
+	if got := (stepPolicy{strategy: template.BackoffFibonacci, base: ms, max: time.Hour}).delay(500, 2); got != time.Hour {
+		t.Errorf("fibonacci overflow: %s, want the max", got)
+	}
+	if got := (stepPolicy{strategy: template.BackoffExponential, base: ms, max: time.Hour}).delay(0, 2); got != ms {
+		t.Errorf("attempts 0: %s, want the base", got)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	cfg := BackoffConfig{Base: time.Second, Max: 60 * time.Second, Multiplier: 2, JitterPercent: NoJitter}
+	p := &stepPolicy{strategy: template.BackoffExponential, base: 50 * time.Millisecond, max: 200 * time.Millisecond}
+	now := time.Now()
+	if d, kind := retryDelay(cfg, p, 2, nil, now, &fixedJitter{}); d != 100*time.Millisecond || kind != backoffTemplate {
+		t.Errorf("template: %s (%s), want 100ms template", d, kind)
+	}
+	if d, kind := retryDelay(cfg, nil, 2, nil, now, &fixedJitter{}); d != 4*time.Second || kind != backoffExponential {
+		t.Errorf("no policy: %s (%s), want the configured 4s", d, kind)
+	}
+	// The handler's retry_after (Retry-After header) wins over the template, capped by cfg.Max.
+	if d, kind := retryDelay(cfg, p, 2, map[string]string{"Retry-After": "5"}, now, &fixedJitter{}); d != 5*time.Second || kind != backoffServerRequested {
+		t.Errorf("retry-after: %s (%s), want 5s server_requested", d, kind)
+	}
+	if d, _ := retryDelay(cfg, p, 2, map[string]string{"Retry-After": "600"}, now, &fixedJitter{}); d != time.Minute {
+		t.Errorf("retry-after capped: %s, want 1m", d)
+	}
+	cfg.JitterPercent = 0.15
+	j := &fixedJitter{d: 1000}
+	if d, _ := retryDelay(cfg, p, 2, nil, now, j); j.max != 15 || d != 115*time.Millisecond {
+		t.Errorf("positive jitter: %s (range %d), want 115ms (range 15)", d, j.max)
+	}
+	if d, _ := retryDelay(cfg, p, 3, nil, now, &fixedJitter{d: 1000}); d != 200*time.Millisecond {
+		t.Errorf("jitter above max: %s, want 200ms", d)
+	}
+	if d, _ := retryDelay(cfg, p, 2, nil, now, &fixedJitter{d: 7, neg: true}); d != 93*time.Millisecond {
+		t.Errorf("negative jitter: %s, want 93ms", d)
+	}
+}
+
+func TestStoredBackoff(t *testing.T) {
+	cases := []struct {
+		d       time.Duration
+		secs    int
+		earlier time.Duration
+	}{
+		{0, 0, 0},
+		{50 * time.Millisecond, 1, 950 * time.Millisecond},
+		{time.Second, 1, 0},
+		{2500 * time.Millisecond, 3, 500 * time.Millisecond},
+		{-time.Second, 0, 0},
+	}
+	for _, c := range cases {
+		secs, earlier := storedBackoff(c.d)
+		if secs != c.secs || earlier != c.earlier {
+			t.Errorf("%s: (%d, %s), want (%d, %s)", c.d, secs, earlier, c.secs, c.earlier)
+		}
+		if got := time.Duration(secs)*time.Second - earlier; got != max(c.d, 0) {
+			t.Errorf("%s: encodes %s", c.d, got)
 		}
 	}
 }

@@ -11,7 +11,8 @@ import (
 // BackoffConfig is the retry backoff applied to retryable step failures (tasker-core's
 // common.backoff): a server-requested Retry-After header wins (capped at Max, no jitter);
 // otherwise Base × Multiplier^attempts, capped at Max, ± a random whole number of seconds up to
-// JitterPercent of the delay. Template retry.backoff settings are ignored, as in tasker-core.
+// JitterPercent of the delay. It applies to steps whose template retry block sets no backoff of
+// its own (see templatePolicy); tasker-core ignores the template settings and always uses this.
 type BackoffConfig struct {
 	Base          time.Duration // default 1s (tasker-core: default_backoff_seconds[0])
 	Max           time.Duration // default 3600s
@@ -60,6 +61,10 @@ type Config struct {
 	// MaxDecisionSteps caps the steps one decision outcome may name (tasker-core
 	// decision_points.max_steps_per_decision). Default 100.
 	MaxDecisionSteps int
+	// DBTimeout bounds each database call and transaction of the result loop and of one task's
+	// advance; a sweep's search query gets four times as long. A call that hits it loses its
+	// connection, so a connection a network fault killed silently is replaced. Default 15s.
+	DBTimeout time.Duration
 }
 
 // DefaultConfig returns tasker-core's defaults with a fresh processor UUID.
@@ -91,6 +96,7 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.StaleGrace, 30*time.Second)
 	setDur(&c.StuckThreshold, 2*time.Minute)
 	setInt(&c.MaxDecisionSteps, 100)
+	setDur(&c.DBTimeout, 15*time.Second)
 	return c
 }
 

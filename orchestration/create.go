@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 	"github.com/tasker-go/tasker/template"
 )
@@ -45,9 +48,43 @@ type TaskRequest struct {
 
 type taskRequestJSON TaskRequest
 
+// DecodeTaskRequest decodes an encoded TaskRequest (tasker-core's JSON). A request over
+// protocol.MaxTaskRequestBytes is refused before it is parsed. Errors are *ValidationError with
+// the field "request"; an oversized request's also matches protocol.ErrTooLarge.
+func DecodeTaskRequest(data []byte) (TaskRequest, error) {
+	var req TaskRequest
+	if err := req.UnmarshalJSON(data); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			return TaskRequest{}, ve
+		}
+		return TaskRequest{}, &ValidationError{Problems: []FieldProblem{{Field: "request", Message: "invalid JSON: " + err.Error()}}, Err: err}
+	}
+	return req, nil
+}
+
+// ReadTaskRequest reads and decodes a TaskRequest from r (an HTTP body, a file, standard
+// input), reading at most protocol.MaxTaskRequestBytes+1 bytes: a longer stream is refused
+// without being read whole. Errors are those of DecodeTaskRequest, or r's read error.
+func ReadTaskRequest(r io.Reader) (TaskRequest, error) {
+	data, err := protocol.ReadLimited(r, "task request", protocol.MaxTaskRequestBytes)
+	var se *protocol.SizeError
+	if errors.As(err, &se) {
+		return TaskRequest{}, tooLarge("request", se)
+	}
+	if err != nil {
+		return TaskRequest{}, fmt.Errorf("orchestration: %w", err)
+	}
+	return DecodeTaskRequest(data)
+}
+
 // UnmarshalJSON reads tasker-core's JSON, where requested_at is a naive UTC timestamp
-// ("2026-03-21T21:16:08.123") or RFC 3339.
+// ("2026-03-21T21:16:08.123") or RFC 3339. Input over protocol.MaxTaskRequestBytes is refused
+// unparsed with a *ValidationError.
 func (r *TaskRequest) UnmarshalJSON(b []byte) error {
+	if n := int64(len(b)); n > protocol.MaxTaskRequestBytes {
+		return tooLarge("request", &protocol.SizeError{What: "task request", Size: n, Limit: protocol.MaxTaskRequestBytes})
+	}
 	var aux struct {
 		taskRequestJSON
 		RequestedAt *protocol.NaiveTime `json:"requested_at"`
@@ -121,8 +158,10 @@ const (
 //
 // Errors: *TemplateNotFoundError (ErrTemplateNotFound), *ValidationError (ErrInvalidRequest;
 // the context is checked against the template's input_schema, which tasker-core does not do,
-// and against tasker-core's JSON size/depth limits), *DuplicateTaskError (ErrDuplicateTask).
-// On any error nothing is written.
+// and against tasker-core's JSON size/depth limits; a request whose data is over
+// protocol.MaxTaskRequestBytes is refused before its context is parsed, with an error that also
+// matches protocol.ErrTooLarge), *DuplicateTaskError (ErrDuplicateTask). On any error nothing
+// is written.
 func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*CreatedTask, error) {
 	in, err := normalizeRequest(req)
 	if err != nil {
@@ -277,14 +316,21 @@ func normalizeRequest(req TaskRequest) (normalizedRequest, error) {
 		n  normalizedRequest
 		ve ValidationError
 	)
+	// Before anything is decoded or copied: bad input must cost little.
+	if field, size := requestSize(req); size > protocol.MaxTaskRequestBytes {
+		return n, tooLarge(field, &protocol.SizeError{What: "task " + field, Size: size, Limit: protocol.MaxTaskRequestBytes})
+	}
 	add := func(field, format string, args ...any) {
 		ve.Problems = append(ve.Problems, FieldProblem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	if req.Name == "" {
 		add("name", "required")
 	}
+	var badNS *queue.NameError
 	if req.Namespace == "" {
 		add("namespace", "required")
+	} else if errors.As(queue.ValidateNamespace(req.Namespace), &badNS) {
+		add("namespace", "%s", badNS.Reason)
 	}
 	def := func(v, d string) string {
 		if v == "" {
@@ -296,7 +342,7 @@ func normalizeRequest(req TaskRequest) (normalizedRequest, error) {
 	n.sourceSystem = def(req.SourceSystem, "tasker-go")
 	n.reason = def(req.Reason, "Task requested")
 	for _, f := range [...]struct{ field, v string }{{"initiator", n.initiator}, {"source_system", n.sourceSystem}, {"reason", n.reason}} {
-		if l := len([]rune(f.v)); l > maxAuditFieldLen {
+		if l := utf8.RuneCountInString(f.v); l > maxAuditFieldLen {
 			add(f.field, "%d characters, more than %d", l, maxAuditFieldLen)
 		}
 	}
@@ -346,6 +392,34 @@ func normalizeRequest(req TaskRequest) (normalizedRequest, error) {
 		return n, &ve
 	}
 	return n, nil
+}
+
+// requestSize is the size of req's data in bytes (strings and raw JSON, without the JSON
+// punctuation around them). field is "context" when the context alone is over the limit, else
+// "request".
+func requestSize(req TaskRequest) (field string, size int64) {
+	size = int64(len(req.Context))
+	if size > protocol.MaxTaskRequestBytes {
+		return "context", size
+	}
+	for _, s := range [...]string{req.Name, req.Namespace, req.Version, req.Initiator, req.SourceSystem, req.Reason} {
+		size += int64(len(s))
+	}
+	for _, t := range req.Tags {
+		size += int64(len(t))
+	}
+	for k, v := range req.Options {
+		size += int64(len(k) + len(v))
+	}
+	if req.IdempotencyKey != nil {
+		size += int64(len(*req.IdempotencyKey))
+	}
+	return "request", size
+}
+
+// tooLarge is the *ValidationError of an input refused for its size.
+func tooLarge(field string, se *protocol.SizeError) *ValidationError {
+	return &ValidationError{Problems: []FieldProblem{{Field: field, Message: se.Error()}}, Err: se}
 }
 
 // checkInitialCycles refuses an initial step set whose dependencies form a cycle (a template

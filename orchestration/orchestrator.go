@@ -49,6 +49,7 @@ type Orchestrator struct {
 	log       *slog.Logger
 	templates templateCache
 	jitter    jitterSource
+	reads     *queue.ReadTimes // last successful read of orchestration_step_results
 
 	queuesMu sync.Mutex
 	queues   map[string]bool // queues known to exist
@@ -73,6 +74,7 @@ func New(cfg Config, pool *pgxpool.Pool, opts ...Option) (*Orchestrator, error) 
 		queue:  queue.NewClient(pool),
 		log:    slog.Default(),
 		jitter: randJitter{},
+		reads:  queue.NewReadTimes(queue.StepResultsQueue),
 		queues: map[string]bool{},
 	}
 	for _, opt := range opts {
@@ -192,6 +194,23 @@ func (o *Orchestrator) begin(ctx context.Context) (*db.PipeTx, error) {
 	return db.BeginPipe(ctx, o.pool)
 }
 
+// dbCtx bounds one result's or one task's transaction by DBTimeout (and by the visibility
+// timeout, past which another orchestrator may take the same result). It is detached from ctx's
+// cancellation: a transaction that started finishes (or fails) as a unit on shutdown.
+func (o *Orchestrator) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), min(o.cfg.DBTimeout, o.cfg.VisibilityTimeout))
+}
+
+// sweepCtx bounds a sweep's search query: four times DBTimeout, since it scans more than one
+// task's rows.
+func (o *Orchestrator) sweepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 4*o.cfg.DBTimeout)
+}
+
+// ReadAges says how long ago orchestration_step_results was last read (or a result taken
+// from its notification) successfully.
+func (o *Orchestrator) ReadAges(now time.Time) []queue.ReadAge { return o.reads.Ages(now) }
+
 // every calls fn every interval until ctx is done.
 func (o *Orchestrator) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
@@ -271,12 +290,18 @@ func (o *Orchestrator) resultLoop(ctx context.Context, wk *queue.Waker) {
 // batch (more may be waiting).
 func (o *Orchestrator) pollResults(ctx context.Context) bool {
 	vt := int(o.cfg.VisibilityTimeout / time.Second)
-	msgs, err := o.queue.Read(ctx, queue.StepResultsQueue, vt, o.cfg.ResultBatchSize)
+	rctx, cancel := context.WithTimeout(ctx, o.cfg.DBTimeout)
+	msgs, err := o.queue.Read(rctx, queue.StepResultsQueue, vt, o.cfg.ResultBatchSize)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
+			o.reads.Failed(queue.StepResultsQueue)
 			o.log.Error("read step results failed", "error", err)
 		}
 		return false
+	}
+	if out := o.reads.Mark(queue.StepResultsQueue); out.Failures > 0 {
+		o.log.Info("queue reads resumed", "queue", queue.StepResultsQueue, "failed_reads", out.Failures, "after", out.For.Round(time.Millisecond))
 	}
 	o.processResults(ctx, msgs, false)
 	return len(msgs) == o.cfg.ResultBatchSize
@@ -295,7 +320,7 @@ func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message,
 			defer wg.Done()
 			defer func() { <-sem }()
 			// Finish the message even when shutdown starts: its transaction is short.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
+			wctx, cancel := o.dbCtx(ctx)
 			defer cancel()
 			outcome, err := o.processResultMessage(wctx, m, hinted)
 			for attempt := 1; err != nil && isTransient(err) && attempt <= transientRetries; attempt++ {
@@ -304,6 +329,8 @@ func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message,
 			}
 			if err != nil || outcome == OutcomeTaken {
 				failed.Store(true)
+			} else if hinted {
+				o.reads.Mark(queue.StepResultsQueue) // taken from its notification: as good as a read
 			}
 			switch {
 			case err == nil:

@@ -186,16 +186,18 @@ func (o *Orchestrator) applyResult(ctx context.Context, tx *db.PipeTx, task *tas
 		if res.OrchestrationMetadata != nil {
 			headers = res.OrchestrationMetadata.Headers
 		}
-		secs, kind := computeBackoff(o.cfg.Backoff, step.Attempts, headers, time.Now(), o.jitter)
+		policy := o.stepBackoffPolicy(ctx, tx, task, step, log)
+		delay, kind := retryDelay(o.cfg.Backoff, policy, step.Attempts, headers, time.Now(), o.jitter)
+		secs, earlier := storedBackoff(delay)
 		tx.Pending().Queue(`UPDATE tasker.workflow_steps
-			SET backoff_request_seconds = $2, last_attempted_at = NOW(), updated_at = NOW()
-			WHERE workflow_step_uuid = $1`, stepUUID, secs).Fn = func(br pgx.BatchResults) error {
+			SET backoff_request_seconds = $2, last_attempted_at = NOW() - make_interval(secs => $3), updated_at = NOW()
+			WHERE workflow_step_uuid = $1`, stepUUID, secs, earlier.Seconds()).Fn = func(br pgx.BatchResults) error {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("orchestration: write backoff of step %s: %w", stepUUID, err)
 			}
 			return nil
 		}
-		log = log.With("backoff_seconds", secs, "backoff", kind)
+		log = log.With("backoff", delay, "backoff_kind", kind)
 	}
 	if _, err := state.QueueStepTransition(tx.Pending(), step.Head, ev, state.TransitionOptions{
 		ExpectFrom: []state.StepState{step.State}, CorrelationID: task.CorrelationID,

@@ -93,6 +93,14 @@ type TaskStatus struct {
 }
 
 // StepStatus is one step of a TaskStatus.
+//
+// Retryable says whether the step may still run again after a failure: the template allows
+// retries (workflow_steps.retryable), the step is not in a final state (complete, error,
+// cancelled, resolved_manually), attempts are left, and its stored failure, if any, is
+// retryable; a step in error is never retryable here. ErrorRetryable and ErrorMessage come from
+// the failure stored in workflow_steps.results (metadata.retryable, error.message; null and
+// empty without one). NextRetryAt is set only in waiting_for_retry (the readiness function
+// computes a time for failed steps too, which nothing acts on).
 type StepStatus struct {
 	StepUUID              uuid.UUID       `json:"workflow_step_uuid"`
 	Name                  string          `json:"name"`
@@ -100,6 +108,8 @@ type StepStatus struct {
 	Attempts              int             `json:"attempts"`
 	MaxAttempts           int             `json:"max_attempts"`
 	Retryable             bool            `json:"retryable"`
+	ErrorRetryable        *bool           `json:"error_retryable"`
+	ErrorMessage          string          `json:"error_message,omitempty"`
 	InProcess             bool            `json:"in_process"`
 	Processed             bool            `json:"processed"`
 	DependenciesSatisfied bool            `json:"dependencies_satisfied"`
@@ -183,12 +193,38 @@ func (o *Orchestrator) TaskStatus(ctx context.Context, taskUUID uuid.UUID) (*Tas
 			s.BackoffRequestSeconds = &b
 		}
 		s.Inputs, s.Results = rawOrNil(inputs), rawOrNil(results)
+		s.applyRetryOutlook()
 		return s, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orchestration: read steps of %s: %w", taskUUID, err)
 	}
 	return &ts, nil
+}
+
+// applyRetryOutlook sets Retryable, ErrorRetryable, ErrorMessage and NextRetryAt as StepStatus
+// documents them; Retryable holds workflow_steps.retryable when it is called.
+func (s *StepStatus) applyRetryOutlook() {
+	var stored struct {
+		Success  bool `json:"success"`
+		Metadata struct {
+			Retryable bool `json:"retryable"`
+		} `json:"metadata"`
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if len(s.Results) > 0 && json.Unmarshal(s.Results, &stored) == nil && !stored.Success && stored.Error != nil {
+		r := stored.Metadata.Retryable
+		s.ErrorRetryable, s.ErrorMessage = &r, stored.Error.Message
+	}
+	final := s.State == state.StepComplete || s.State == state.StepError ||
+		s.State == state.StepCancelled || s.State == state.StepResolvedManually
+	s.Retryable = s.Retryable && !final && (s.ErrorRetryable == nil || *s.ErrorRetryable) &&
+		(s.Attempts == 0 || s.Attempts < s.MaxAttempts)
+	if s.State != state.StepWaitingForRetry {
+		s.NextRetryAt = nil
+	}
 }
 
 // Step returns the step called name, or nil.

@@ -88,7 +88,7 @@ func (o *Orchestrator) advanceFound(ctx context.Context, sql string, seconds flo
 // advanceTask locks one task (skipping it if another transaction holds it) and advances it, in
 // one transaction. It reports whether the task changed state.
 func (o *Orchestrator) advanceTask(ctx context.Context, taskUUID uuid.UUID, why string) (bool, error) {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
+	wctx, cancel := o.dbCtx(ctx)
 	defer cancel()
 	tx, err := o.begin(wctx)
 	if err != nil {
@@ -115,6 +115,8 @@ func (o *Orchestrator) advanceTask(ctx context.Context, taskUUID uuid.UUID, why 
 }
 
 func (o *Orchestrator) queryTaskIDs(ctx context.Context, sql string, args ...any) ([]uuid.UUID, error) {
+	ctx, cancel := o.sweepCtx(ctx)
+	defer cancel()
 	rows, err := o.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
@@ -178,7 +180,9 @@ SELECT ws.workflow_step_uuid, ws.task_uuid, t.named_task_uuid,
  LIMIT $2`
 
 func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
-	rows, err := o.pool.Query(ctx, abandonedStepsSQL, o.cfg.StaleGrace.Seconds(), o.cfg.SweepBatchSize)
+	qctx, cancel := o.sweepCtx(ctx)
+	defer cancel()
+	rows, err := o.pool.Query(qctx, abandonedStepsSQL, o.cfg.StaleGrace.Seconds(), o.cfg.SweepBatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("orchestration: find abandoned steps: %w", err)
 	}
@@ -200,7 +204,10 @@ func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
 			break
 		}
 		timeout := o.cfg.DefaultStepTimeout
-		if tmpl, err := o.templates.get(ctx, o.pool, c.namedTask); err == nil {
+		tctx, tcancel := o.dbCtx(ctx)
+		tmpl, err := o.templates.get(tctx, o.pool, c.namedTask)
+		tcancel()
+		if err == nil {
 			if def := tmpl.Step(c.templateStep); def != nil && def.TimeoutSeconds != nil && *def.TimeoutSeconds > 0 {
 				timeout = time.Duration(*def.TimeoutSeconds) * time.Second
 			}
@@ -221,7 +228,7 @@ func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
 // one transaction holding the task and step locks. It re-checks the state and age under the
 // locks and does nothing if the step moved on or is not old enough.
 func (o *Orchestrator) recoverAbandonedStep(ctx context.Context, taskUUID, stepUUID uuid.UUID, timeout time.Duration) (bool, error) {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
+	wctx, cancel := o.dbCtx(ctx)
 	defer cancel()
 	tx, err := o.begin(wctx)
 	if err != nil {
@@ -305,7 +312,9 @@ SELECT ws.workflow_step_uuid, ws.task_uuid
  LIMIT $2`
 
 func (o *Orchestrator) recoverOrphanResults(ctx context.Context) (int, error) {
-	rows, err := o.pool.Query(ctx, orphanResultsSQL, o.cfg.StuckThreshold.Seconds(), o.cfg.SweepBatchSize)
+	qctx, cancel := o.sweepCtx(ctx)
+	defer cancel()
+	rows, err := o.pool.Query(qctx, orphanResultsSQL, o.cfg.StuckThreshold.Seconds(), o.cfg.SweepBatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("orchestration: find orphan results: %w", err)
 	}
@@ -337,7 +346,7 @@ func (o *Orchestrator) recoverOrphanResults(ctx context.Context) (int, error) {
 }
 
 func (o *Orchestrator) recoverOrphanResult(ctx context.Context, taskUUID, stepUUID uuid.UUID, table string) (bool, error) {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.VisibilityTimeout)
+	wctx, cancel := o.dbCtx(ctx)
 	defer cancel()
 	tx, err := o.begin(wctx)
 	if err != nil {

@@ -60,8 +60,12 @@ var stepMessageFields = [...]string{"task_uuid", "step_uuid", "correlation_id"}
 
 // DecodeStepMessage parses a queue payload. Like serde, all three fields are required, each must
 // be a UUID string (hyphenated, simple, braced or urn form), and unknown fields are ignored.
-// Every failure is a *MessageError.
+// A payload over MaxStepMessageBytes is refused unread. Every failure is a *MessageError; an
+// oversized payload's is ErrMalformedMessage caused by a *SizeError (errors.Is ErrTooLarge).
 func DecodeStepMessage(data []byte) (StepMessage, error) {
+	if err := CheckSize("step message", int64(len(data)), MaxStepMessageBytes); err != nil {
+		return StepMessage{}, &MessageError{Err: ErrMalformedMessage, Cause: err}
+	}
 	var raw map[string]json.RawMessage
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {

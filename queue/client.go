@@ -68,12 +68,39 @@ func (c *Client) on(q DBTX) DBTX {
 // seven with last_read_at of newer releases) decode the same way.
 const messageColumns = "msg_id, read_ct, enqueued_at, vt, message, headers"
 
-// EnsureQueue creates queue if it does not exist (pgmq.create is idempotent).
+// EnsureQueue creates queue if it does not exist (pgmq.create is idempotent). It refuses, with a
+// *NameConflictError naming both, a queue (or the namespace of a worker or domain-event queue)
+// that differs only in letter case from one in use: PGMQ would give both one table. The check
+// and the creation run in one transaction (a savepoint when the client runs on a transaction).
 func (c *Client) EnsureQueue(ctx context.Context, queue string) error {
 	if err := ValidateName(queue); err != nil {
 		return err
 	}
-	if err := pgmq.CreateQueue(ctx, c.db, queue); err != nil {
+	b, ok := c.db.(interface {
+		Begin(ctx context.Context) (pgx.Tx, error)
+	})
+	if !ok {
+		return createQueue(ctx, c.db, queue)
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return opErr("create", queue, err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if err := createQueue(ctx, tx, queue); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return opErr("create", queue, err)
+	}
+	return nil
+}
+
+func createQueue(ctx context.Context, tx DBTX, queue string) error {
+	if err := checkQueue(ctx, tx, queue); err != nil {
+		return opErr("create", queue, err)
+	}
+	if err := pgmq.CreateQueue(ctx, tx, queue); err != nil {
 		return opErr("create", queue, err)
 	}
 	return nil

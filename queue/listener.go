@@ -22,6 +22,7 @@ type ListenerConfig struct {
 	URL      string   // database URL; the connection gets db.RuntimeParams
 	Channels []string // e.g. NotifyChannel("payments"); quoted for LISTEN
 	Logger   *slog.Logger
+	AppName  string // application_name of the connection (default db.DefaultSession's)
 
 	Buffer      int           // capacity of Events (default 256)
 	MinBackoff  time.Duration // first reconnect delay (default 100ms)
@@ -98,7 +99,7 @@ func (l *Listener) Close() {
 }
 
 func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := db.ConnectOne(ctx, l.cfg.URL)
+	conn, err := db.ConnectOne(ctx, l.cfg.URL, db.WithAppName(l.cfg.AppName))
 	if err != nil {
 		return nil, fmt.Errorf("queue: listen: %w", err)
 	}

@@ -175,8 +175,8 @@ type StepRef struct{ StepUUID, TaskUUID uuid.UUID }
 // last_attempted_at. The select list sees a step row as it was before the claim; four columns
 // follow it: attempts after the claim, the new head's sort_key and created_at, and the index of
 // the step in refs. trs[i] is the transition refs[i]'s claim writes. A ref without a row wrote
-// nothing (the step is not enqueued, is not the task's, or does not exist); the caller decides
-// why with a locking read.
+// nothing (the step is not enqueued, is not the task's, is not in opts.TaskNamespace, or does
+// not exist); the caller decides why with a locking read.
 //
 // Invariant kept: as TransitionStep, per step, in one statement. Step rows are locked in uuid
 // order, so concurrent claims cannot deadlock; under concurrent claims of a step the losers
@@ -220,6 +220,11 @@ retired AS (
        SET most_recent = false, updated_at = NOW()
       FROM ws JOIN i ON i.step_uuid = ws.workflow_step_uuid AND i.task_uuid = ws.task_uuid
      WHERE t.workflow_step_uuid = ws.workflow_step_uuid AND t.most_recent AND t.to_state = 'enqueued'
+       AND ($5::text = '' OR EXISTS (
+           SELECT 1 FROM tasker.tasks ck_t
+             JOIN tasker.named_tasks ck_nt ON ck_nt.named_task_uuid = ck_t.named_task_uuid
+             JOIN tasker.task_namespaces ck_ns ON ck_ns.task_namespace_uuid = ck_nt.task_namespace_uuid
+            WHERE ck_t.task_uuid = ws.task_uuid AND ck_ns.name = $5::text))
     RETURNING t.workflow_step_uuid, i.tr_uuid, i.ord),
 head AS (
     INSERT INTO tasker.workflow_step_transitions
@@ -242,7 +247,7 @@ SELECT ` + selectList + `, claimed.attempts, head.sort_key, head.created_at, r.o
   JOIN ws ON ws.workflow_step_uuid = r.workflow_step_uuid
   JOIN claimed ON claimed.workflow_step_uuid = r.workflow_step_uuid
   JOIN head ON head.workflow_step_uuid = r.workflow_step_uuid ` + joins
-	return sql, []any{steps, tasks, ids, string(metaJSON)}, trs, nil
+	return sql, []any{steps, tasks, ids, string(metaJSON), opts.TaskNamespace}, trs, nil
 }
 
 // QueueInitialStepTransition queues the first transition of a step created in the caller's

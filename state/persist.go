@@ -48,6 +48,9 @@ type TransitionOptions struct {
 	// last_attempted_at = now (UTC) in the same row update as in_process: a worker's claim.
 	// The new attempts value is returned in StepTransition.Attempts.
 	ClaimAttempt bool
+	// TaskNamespace, if set, limits ClaimQuery to steps whose task is in exactly this namespace
+	// (task_namespaces.name, compared case-sensitively); other steps are left as they are.
+	TaskNamespace string
 }
 
 // TaskTransitionOptions tune TransitionTask.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/queue"
 )
 
 // Registered identifies the rows a registration wrote or found.
@@ -29,7 +31,10 @@ type Querier interface {
 // Register validates t and writes it as tasker-core's worker registry does, plus the step rows
 // tasker-core leaves to the orchestrator:
 //
-//   - task_namespaces: found or created ("Auto-created namespace: <name>");
+//   - task_namespaces: found or created ("Auto-created namespace: <name>"); a namespace that
+//     differs only in letter case from an existing namespace (or from the namespace of an
+//     existing queue) is refused with a *queue.NameConflictError naming both, since PGMQ would
+//     give both one queue table (see queue.CheckNamespace);
 //   - named_tasks: inserted (identity_strategy from the template, else 'strict') or, when
 //     (namespace, name, version) exists, updated: configuration = the template's full JSON,
 //     description when the template has one, identity_strategy when the template sets one;
@@ -42,7 +47,9 @@ type Querier interface {
 // every insert is ON CONFLICT-guarded, and rows are written in a fixed order (namespace, task,
 // steps sorted by name) so concurrent registrations cannot deadlock. tx must use READ
 // COMMITTED isolation (PostgreSQL's default), so rows committed by a concurrent registration
-// are visible to the statement that follows the conflicting insert. The caller commits.
+// are visible to the statement that follows the conflicting insert. The namespace check holds a
+// transaction-level lock on the lower-cased namespace until commit, so a transaction registering
+// several templates should register them in namespace order. The caller commits.
 func Register(ctx context.Context, tx pgx.Tx, t *TaskTemplate) (Registered, error) {
 	if err := t.Validate(); err != nil {
 		return Registered{}, err
@@ -53,6 +60,9 @@ func Register(ctx context.Context, tx pgx.Tx, t *TaskTemplate) (Registered, erro
 	}
 	reg := Registered{NamedStepUUIDs: map[string]uuid.UUID{}}
 
+	if err := queue.CheckNamespace(ctx, tx, t.NamespaceName); err != nil {
+		return Registered{}, fmt.Errorf("template: register %s: %w", t.Key(), err)
+	}
 	// One statement inserts when absent; the next reads the row, which a concurrent
 	// registration may have committed between the two.
 	if _, err := tx.Exec(ctx, `

@@ -37,7 +37,8 @@ func (s StepType) CreatedAtInitialization() bool {
 	return s != StepBatchWorker && s != StepDeferredConvergence
 }
 
-// BackoffStrategy is retry.backoff. The orchestrator does not read it; it is kept for fidelity.
+// BackoffStrategy is retry.backoff. tasker-core ignores it; the Go orchestrator applies it with
+// backoff_base_ms and max_backoff_ms.
 type BackoffStrategy string
 
 // Backoff strategies accepted by tasker-core.
@@ -178,8 +179,8 @@ func (h HandlerDefinition) EffectiveMethod() string {
 	return *h.Method
 }
 
-// RetryConfiguration is a step's retry block. Only Retryable and MaxAttempts are used by the
-// orchestrator (copied into workflow_steps); the backoff fields are informational.
+// RetryConfiguration is a step's retry block. Retryable and MaxAttempts are copied into
+// workflow_steps; the Go orchestrator also applies the backoff fields (tasker-core ignores them).
 type RetryConfiguration struct {
 	Retryable     bool            `json:"retryable"`
 	MaxAttempts   uint32          `json:"max_attempts"`

@@ -134,6 +134,47 @@ func PoolCheck(src InFlightSource, capacity int) Check {
 	}}
 }
 
+// ReadAgeSource says how long ago each consumed queue was last read successfully;
+// *worker.Metrics satisfies it.
+type ReadAgeSource interface {
+	ReadAges(now time.Time) []queue.ReadAge
+}
+
+// ReadsCheck is the "reads" check: every consumed queue was read successfully within staleAfter.
+// busy, when given, reports that the consumer has no reason to read (its handler slots are all
+// busy), which excuses an old read.
+func ReadsCheck(src ReadAgeSource, staleAfter time.Duration, busy func() bool) Check {
+	return Check{Name: "reads", Run: func(context.Context) (string, error) {
+		var stale []string
+		var oldest time.Duration
+		for _, a := range src.ReadAges(time.Now()) {
+			oldest = max(oldest, a.Age)
+			if a.Age > staleAfter {
+				stale = append(stale, fmt.Sprintf("%s %ds ago", a.Queue, int64(a.Age.Seconds())))
+			}
+		}
+		if len(stale) > 0 && (busy == nil || !busy()) {
+			return "", fmt.Errorf("no successful read within %s: %s", staleAfter, strings.Join(stale, ", "))
+		}
+		return fmt.Sprintf("oldest last read %.1fs ago", oldest.Seconds()), nil
+	}}
+}
+
+// readAgeFamily is the gauge name{queue} of each queue's seconds since its last successful read.
+func readAgeFamily(name string, src ReadAgeSource) Family {
+	f := Family{Name: name, Help: "Seconds since the last successful read of the queue.", Type: Gauge}
+	for _, a := range src.ReadAges(time.Now()) {
+		f.Samples = append(f.Samples, Sample{Labels: []Label{{"queue", a.Queue}}, Value: a.Age.Seconds()})
+	}
+	return f
+}
+
+// ReadAgeCollector serves the gauge name{queue}: seconds since each of src's queues was last
+// read successfully.
+func ReadAgeCollector(name string, src ReadAgeSource) Collector {
+	return CollectorFunc(func(context.Context) []Family { return []Family{readAgeFamily(name, src)} })
+}
+
 // runChecks runs checks concurrently, each bounded by timeout, and reports whether all of them
 // left the service ready.
 func runChecks(ctx context.Context, checks []Check, timeout time.Duration) (map[string]CheckResult, bool) {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
 // Config configures a Server.
@@ -45,6 +47,10 @@ type Config struct {
 	Templates TemplateSource
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// MaxBodyBytes bounds request bodies (default protocol.MaxTaskRequestBytes, the largest
+	// body a tasker endpoint takes): a larger declared body is answered 413 before it is read,
+	// and reading past the limit fails.
+	MaxBodyBytes int64
 }
 
 // Server is an HTTP server for health, metrics and templates. Create it with New, then Start it
@@ -52,6 +58,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	mux      *http.ServeMux
+	handler  http.Handler // mux behind the body limit
 	log      *slog.Logger
 	draining atomic.Bool
 
@@ -75,7 +82,11 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = protocol.MaxTaskRequestBytes
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	s.handler = limitBody(s.mux, cfg.MaxBodyBytes)
 	s.mux.HandleFunc("GET /health", s.health("healthy"))
 	s.mux.HandleFunc("GET /health/live", s.health("alive"))
 	s.mux.HandleFunc("GET /health/ready", s.ready)
@@ -88,8 +99,30 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the server's routes, for mounting in another server or in tests.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the server's routes behind its body limit, for mounting in another server or
+// in tests.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// limitBody answers 413 with a JSON error body to a request whose declared Content-Length is
+// over limit, without reading it, and caps every other body at limit bytes with
+// http.MaxBytesReader, so no handler can be made to read more.
+func limitBody(next http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			bodyTooLarge(w, &protocol.SizeError{What: "request body", Size: r.ContentLength, Limit: limit})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bodyTooLarge answers 413 Payload Too Large with tasker-core's error body naming the size and
+// the limit.
+func bodyTooLarge(w http.ResponseWriter, se *protocol.SizeError) {
+	w.Header().Set("Connection", "close") // the rest of the body is not read
+	writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", se.Error())
+}
 
 // Start listens on Config.Addr and serves in the background until Shutdown.
 func (s *Server) Start() error {
@@ -104,7 +137,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,

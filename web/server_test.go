@@ -21,6 +21,11 @@ import (
 type fakeStats struct {
 	snap     worker.Snapshot
 	inFlight atomic.Int64
+	readAge  atomic.Int64 // nanoseconds since the worker queue's last successful read
+}
+
+func (f *fakeStats) ReadAges(time.Time) []queue.ReadAge {
+	return []queue.ReadAge{{Queue: "worker_billing_queue", Age: time.Duration(f.readAge.Load())}}
 }
 
 func (f *fakeStats) Snapshot() worker.Snapshot { s := f.snap; s.InFlight = f.inFlight.Load(); return s }
@@ -74,7 +79,7 @@ func testWorkerServer(t *testing.T, dbDown *atomic.Bool) (*Server, *fakeStats, *
 	})
 	s := NewWorker(WorkerOptions{
 		WorkerID: "worker_0190a000-0000-7000-8000-000000000001", Version: "v0.1.0-test", Namespaces: []string{"billing"},
-		Concurrency: 2, Stats: stats, DB: db, Queues: qs, Templates: fakeTemplates{},
+		Concurrency: 2, StaleReads: 30 * time.Second, Stats: stats, DB: db, Queues: qs, Templates: fakeTemplates{},
 	})
 	return s, stats, qs
 }
@@ -132,7 +137,7 @@ func TestWebReadiness(t *testing.T) {
 		t.Fatalf("ready: %d %s", code, body)
 	}
 	checks := m["checks"].(map[string]any)
-	for _, name := range []string{"database", "queues", "pool"} {
+	for _, name := range []string{"database", "queues", "pool", "reads"} {
 		c, ok := checks[name].(map[string]any)
 		if !ok || c["status"] != "healthy" || c["last_checked"] == nil || c["duration_ms"] == nil {
 			t.Fatalf("check %s = %v", name, checks[name])
@@ -166,6 +171,21 @@ func TestWebReadiness(t *testing.T) {
 	stats.inFlight.Store(2)
 	notReady("saturated pool", "pool")
 	stats.inFlight.Store(1)
+
+	// A fetch loop whose reads fail or hang: not ready while it has free slots.
+	stats.readAge.Store(int64(45 * time.Second))
+	notReady("no successful read for 45s", "reads")
+	code, _, body = get(t, s.Handler(), "/health/ready")
+	if msg := decode(t, body)["checks"].(map[string]any)["reads"].(map[string]any)["message"]; !strings.Contains(fmt.Sprint(msg), "worker_billing_queue 45s ago") {
+		t.Fatalf("reads message %v", msg)
+	}
+	stats.inFlight.Store(2) // every slot busy: no read is due, so an old one is no fault
+	_, _, body = get(t, s.Handler(), "/health/ready")
+	if c := decode(t, body)["checks"].(map[string]any)["reads"].(map[string]any); c["status"] != "healthy" {
+		t.Fatalf("reads with a saturated pool = %v", c)
+	}
+	stats.inFlight.Store(1)
+	stats.readAge.Store(int64(time.Second))
 
 	qs.ms = qs.ms[1:] // the worker queue disappears
 	notReady("missing queue", "queues")
@@ -217,6 +237,7 @@ func TestWebWorkerMetrics(t *testing.T) {
 	var dbDown atomic.Bool
 	s, stats, qs := testWorkerServer(t, &dbDown)
 	stats.inFlight.Store(1)
+	stats.readAge.Store(int64(2500 * time.Millisecond))
 	code, hdr, body := get(t, s.Handler(), "/metrics")
 	if code != 200 || hdr.Get("Content-Type") != ContentType {
 		t.Fatalf("%d %v", code, hdr)
@@ -243,6 +264,8 @@ func TestWebWorkerMetrics(t *testing.T) {
 		`tasker_worker_queue_visible_depth{namespace="billing"} 10`,
 		`tasker_worker_queue_oldest_message_age_seconds{namespace="billing"} 42`,
 		"tasker_worker_queue_metrics_up 1",
+		"# TYPE tasker_worker_queue_last_read_age_seconds gauge",
+		`tasker_worker_queue_last_read_age_seconds{queue="worker_billing_queue"} 2.5`,
 		`tasker_worker_wakeups_total{source="notify"} 9`,
 		`tasker_worker_wakeups_total{source="poll"} 11`,
 		"tasker_worker_db_errors_total 6",

@@ -15,6 +15,7 @@ import (
 type WorkerStats interface {
 	Snapshot() worker.Snapshot
 	InFlight() int64
+	ReadAgeSource
 }
 
 // DBPoolStats reports the database pool; *pgxpool.Pool satisfies it.
@@ -29,12 +30,16 @@ type WorkerOptions struct {
 	Version     string
 	Namespaces  []string // the worker's namespaces: their queues are checked and measured
 	Concurrency int      // handler pool capacity
-	Stats       WorkerStats
-	DB          Pinger             // readiness "database" check (SelectOne(pool))
-	Queues      QueueMetricsSource // readiness "queues" check and queue metrics (*queue.Client)
-	DBPool      DBPoolStats        // optional: database pool gauges
-	Templates   TemplateSource     // optional: /v1/templates
-	Logger      *slog.Logger
+	// StaleReads is how old the last successful read of a worker queue may be before
+	// readiness fails while handler slots are free (ForWorker: twice the database call
+	// timeout plus the poll interval).
+	StaleReads time.Duration
+	Stats      WorkerStats
+	DB         Pinger             // readiness "database" check (SelectOne(pool))
+	Queues     QueueMetricsSource // readiness "queues" check and queue metrics (*queue.Client)
+	DBPool     DBPoolStats        // optional: database pool gauges
+	Templates  TemplateSource     // optional: /v1/templates
+	Logger     *slog.Logger
 }
 
 // ForWorker returns the options of w's server: its config, metrics, the database pool it uses
@@ -47,6 +52,7 @@ func ForWorker(w *worker.Worker, pool *pgxpool.Pool, reg HandlerLister, addr, ve
 		Version:     version,
 		Namespaces:  cfg.Namespaces,
 		Concurrency: cfg.Concurrency,
+		StaleReads:  2*cfg.DBTimeout + cfg.PollInterval,
 		Stats:       w.Metrics(),
 		DB:          SelectOne(pool),
 		Queues:      queue.NewClient(pool),
@@ -77,6 +83,7 @@ func NewWorker(o WorkerOptions) *Server {
 			DatabaseCheck(o.DB),
 			QueuesCheck(o.Queues, WorkerQueues(o.Namespaces)),
 			PoolCheck(o.Stats, o.Concurrency),
+			ReadsCheck(o.Stats, o.StaleReads, func() bool { return o.Stats.InFlight() >= int64(o.Concurrency) }),
 		},
 		Collectors: []Collector{WorkerCollector(o)},
 		SystemInfo: func() map[string]any {
@@ -113,6 +120,7 @@ func NewWorker(o WorkerOptions) *Server {
 //	tasker_worker_queue_visible_depth{namespace}              gauge: of which readable now
 //	tasker_worker_queue_oldest_message_age_seconds{namespace} gauge
 //	tasker_worker_queue_metrics_up                            gauge: 1 when queue metrics were read
+//	tasker_worker_queue_last_read_age_seconds{queue}          gauge: since the last successful read
 //	tasker_worker_wakeups_total{source}                       counter: notify | poll
 //	tasker_worker_db_errors_total, _steps_recovered_total, _late_completions_rejected_total,
 //	_messages_malformed_total, _messages_duplicate_total, _messages_archived_total,
@@ -152,6 +160,7 @@ func WorkerCollector(o WorkerOptions) Collector {
 			gauge("tasker_worker_handler_pool_in_use", "Handler slots in use.", float64(s.InFlight)),
 			gauge("tasker_worker_handler_pool_capacity", "Handler slots (max concurrent handlers).", float64(o.Concurrency)),
 			gauge("tasker_worker_handlers_stuck", "Handlers still running after their timeout because they ignore cancellation.", float64(s.StuckHandlers)),
+			readAgeFamily("tasker_worker_queue_last_read_age_seconds", o.Stats),
 		)
 		fams = append(fams, queueFamilies(ctx, o)...)
 		fams = append(fams,

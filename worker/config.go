@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tasker-go/tasker/queue"
 )
 
 // Config holds everything a Worker needs besides its handler registry.
@@ -45,6 +47,11 @@ type Config struct {
 	WorkerID string
 	// MaxConns is the database pool size (TASKER_DB_MAX_CONNS, default Concurrency+4).
 	MaxConns int
+	// DBTimeout bounds every database call of the worker's loops: a read, a claim, a
+	// completion, a heartbeat, a checkpoint (TASKER_DB_CALL_TIMEOUT, default 15s). A call that
+	// hits it loses its connection, so a connection a network fault killed silently is
+	// replaced instead of blocking the loop.
+	DBTimeout time.Duration
 }
 
 // DefaultConfig returns a Config with tasker-core's defaults and a fresh worker id.
@@ -57,6 +64,7 @@ func DefaultConfig() Config {
 		StepTimeout:       30 * time.Second,
 		StaleGrace:        30 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
+		DBTimeout:         15 * time.Second,
 		WorkerID:          "worker_" + uuid.Must(uuid.NewV7()).String(),
 	}
 }
@@ -114,6 +122,7 @@ func (c Config) FromEnv(getenv func(string) string) (Config, error) {
 	dur("TASKER_STEP_TIMEOUT", &c.StepTimeout)
 	dur("TASKER_STALE_GRACE", &c.StaleGrace)
 	dur("TASKER_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	dur("TASKER_DB_CALL_TIMEOUT", &c.DBTimeout)
 	return c, errors.Join(errs...)
 }
 
@@ -145,6 +154,9 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		bad("TASKER_SHUTDOWN_TIMEOUT", "must not be negative")
 	}
+	if c.DBTimeout < 100*time.Millisecond {
+		bad("TASKER_DB_CALL_TIMEOUT", "must be at least 100ms")
+	}
 	if c.MaxConns < 0 {
 		bad("TASKER_DB_MAX_CONNS", "must not be negative")
 	}
@@ -152,9 +164,12 @@ func (c Config) Validate() error {
 		bad("TASKER_WORKER_ID", err.Error())
 	}
 	for _, ns := range c.Namespaces {
-		if !validNamespace(ns) {
+		if queue.ValidateNamespace(ns) != nil {
 			bad("TASKER_NAMESPACES", fmt.Sprintf("%q: namespaces are 1-29 characters of [A-Za-z0-9_]", ns))
 		}
+	}
+	if err := queue.ValidateNamespaces(c.Namespaces); errors.Is(err, queue.ErrNameConflict) {
+		bad("TASKER_NAMESPACES", err.Error())
 	}
 	return errors.Join(errs...)
 }
@@ -167,18 +182,6 @@ func WorkerUUID(workerID string) (uuid.UUID, error) {
 		return uuid.Nil, fmt.Errorf("worker id %q is not worker_<uuid>", workerID)
 	}
 	return id, nil
-}
-
-func validNamespace(ns string) bool {
-	if len(ns) == 0 || len(ns) > 29 {
-		return false
-	}
-	for _, r := range ns {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func splitList(v string) []string {

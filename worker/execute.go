@@ -15,8 +15,12 @@ import (
 )
 
 // errShutdown is the cancel cause of handlers interrupted by a hard shutdown; their steps are
-// left in_progress and their messages reappear after the visibility timeout.
+// reported as retryable worker_shutdown failures at once.
 var errShutdown = errors.New("worker shutting down")
+
+// shutdownGrace bounds how long a hard shutdown waits for a cancelled handler to return before
+// it reports the step and lets the handler's goroutine go.
+const shutdownGrace = 500 * time.Millisecond
 
 // execute runs the claimed step's handler (again after each checkpoint yield), keeps the
 // message invisible while it runs, and completes the step with the result.
@@ -46,9 +50,13 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 		for {
 			r, interrupted := w.runOnce(ctx, h, sc, c.timeout)
 			if interrupted {
+				// Hand the step back through the legal path at once (a retryable failure that
+				// counts as an attempt, like a timeout) instead of leaving it in_progress until
+				// timeout + grace.
 				w.metrics.interrupted.Add(1)
-				log.Warn("handler interrupted by shutdown; the step will be recovered after its timeout")
-				return
+				log.Warn("handler interrupted by shutdown; reporting a retryable worker_shutdown failure")
+				res = handlers.ToExecutionResult(c.seq.WorkflowStep.WorkflowStepUUID, handlers.WorkerShutdownResult(sc), time.Since(started))
+				break
 			}
 			if !r.IsCheckpointYield() {
 				res = handlers.ToExecutionResult(c.seq.WorkflowStep.WorkflowStepUUID, r, time.Since(started))
@@ -80,7 +88,7 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 	}
 	w.observeHandler(c, res)
 
-	res, err = w.completeRetrying(ctx, c, res, log)
+	res, err = w.completeRetrying(ctx, c, res, started.Add(c.timeout+w.cfg.StaleGrace), log)
 	if err != nil {
 		if errors.Is(err, errLateCompletion) {
 			w.metrics.lateRejected.Add(1)
@@ -103,13 +111,24 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 	}
 }
 
-// completeRetrying completes the step, retrying for a few seconds when the database is briefly
-// unreachable (the fence makes a retry after an ambiguous commit harmless). A result the
-// database refuses as data (U+0000 in jsonb, a value over a limit) is replaced, once, by a
-// non-retryable serialization error saying why, so the real cause reaches orchestration instead of
-// the step being recovered as a dead worker's after its timeout.
-func (w *Worker) completeRetrying(ctx context.Context, c *claim, res protocol.StepExecutionResult, log *slog.Logger) (protocol.StepExecutionResult, error) {
-	deadline := time.Now().Add(10 * time.Second)
+// minCompletionRetry is how long a completion is retried at least while the database is
+// unreachable.
+const minCompletionRetry = 10 * time.Second
+
+// completeRetrying completes the step. While the database is unreachable or restarting it
+// retries, until recoverAt (when the step counts as abandoned and others may recover it; the
+// heartbeat keeps its message hidden meanwhile) but for at least minCompletionRetry, and for
+// no more than minCompletionRetry once the worker is shutting down; the fence
+// makes a retry after an ambiguous commit harmless. A result the database refuses as data
+// (U+0000 in jsonb, a value over a limit) is replaced, once, by a non-retryable serialization
+// error saying why, so the real cause reaches orchestration instead of the step being recovered
+// as a dead worker's after its timeout.
+func (w *Worker) completeRetrying(ctx context.Context, c *claim, res protocol.StepExecutionResult, recoverAt time.Time, log *slog.Logger) (protocol.StepExecutionResult, error) {
+	least := time.Now().Add(minCompletionRetry)
+	deadline := recoverAt
+	if deadline.Before(least) {
+		deadline = least
+	}
 	backoff := 100 * time.Millisecond
 	replaced := false
 	for {
@@ -125,13 +144,30 @@ func (w *Worker) completeRetrying(ctx context.Context, c *claim, res protocol.St
 				handlers.ErrorTypeSerialization, nil, res.Metadata.ExecutionTimeMs, nil)
 			res.Metadata.WorkerID = &w.cfg.WorkerID
 			continue
-		case errors.As(err, &pgErr) || time.Now().After(deadline):
-			return res, err // a server-side error other than data: retrying will not help
+		case !retryableDBError(err) || time.Now().After(deadline) || (ctx.Err() != nil && time.Now().After(least)):
+			return res, err
 		}
 		log.Warn("completion failed; retrying", "error", err, "in", backoff)
-		sleep(ctx, backoff)
+		// Not ctx: a completion in flight when shutdown starts still deserves its retries.
+		sleep(context.WithoutCancel(ctx), backoff)
 		backoff = min(backoff*2, 2*time.Second)
 	}
+}
+
+// retryableDBError reports errors after which the same statement may succeed later: no answer
+// from the server (a network error, a call deadline, a closed connection), or a server that is
+// shutting down, starting up, out of connections or resources (classes 08, 53, 57), or a
+// transaction that lost a race (40001, 40P01). Any other server error is about the statement.
+func retryableDBError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return true
+	}
+	switch pgErr.Code[:2] {
+	case "08", "53", "57":
+		return true
+	}
+	return pgErr.Code == "40001" || pgErr.Code == "40P01"
 }
 
 // runOnce calls the handler under the step timeout. interrupted is true when a hard shutdown
@@ -145,9 +181,13 @@ func (w *Worker) runOnce(ctx context.Context, h handlers.Handler, sc *handlers.S
 	select {
 	case res = <-done:
 	case <-hctx.Done():
+		grace := w.cfg.handlerGrace()
+		if context.Cause(ctx) == errShutdown {
+			grace = shutdownGrace
+		}
 		select {
 		case res = <-done: // returned right at the deadline
-		case <-time.After(w.cfg.handlerGrace()):
+		case <-time.After(grace):
 			sc.Logger().Warn("handler ignores context cancellation; reporting timeout while it keeps running")
 			w.metrics.stuckHandlers.Add(1)
 			go func() { <-done; w.metrics.stuckHandlers.Add(-1) }()
@@ -180,7 +220,10 @@ func (w *Worker) heartbeat(ctx context.Context, c *claim, log *slog.Logger) (sto
 			case <-ctx.Done():
 				return // hard shutdown: let the message reappear after its timeout
 			case <-t.C:
-				if _, ok, err := w.queue.SetVT(bctx, c.queue, c.msgID, vt); err != nil {
+				dbctx, cancel := w.dbCtx(bctx)
+				_, ok, err := w.queue.SetVT(dbctx, c.queue, c.msgID, vt)
+				cancel()
+				if err != nil {
 					log.Warn("could not extend message visibility", "error", err)
 				} else if !ok {
 					log.Warn("message vanished while its step runs")

@@ -190,7 +190,7 @@ func (w *Worker) flushCompletions(group []*pendingCompletion) {
 		queues[i], msgIDs[i], msgs[i] = p.c.queue, p.c.msgID, string(p.body)
 		index[p.tr.UUID] = i
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := w.dbCtx(context.Background())
 	defer cancel()
 	applied := make([]bool, n)
 	rows, err := w.pool.Query(ctx, groupCompletionSQL, steps, heads, trs, toStates, metas, sortKeys,

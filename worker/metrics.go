@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
 )
 
 // Metrics are the worker's counters, read by the HTTP endpoints and tests. All methods are safe
@@ -35,6 +36,8 @@ type Metrics struct {
 	inFlight            atomic.Int64
 	stuckHandlers       atomic.Int64
 
+	reads *queue.ReadTimes // last successful read of each worker queue
+
 	mu       sync.Mutex
 	byStep   map[stepKey]*StepStats
 	started  time.Time
@@ -57,6 +60,11 @@ type StepStats struct {
 var DurationBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 func (m *Metrics) init(namespaces []string) {
+	qs := make([]string, len(namespaces))
+	for i, ns := range namespaces {
+		qs[i] = queue.WorkerQueue(ns)
+	}
+	m.reads = queue.NewReadTimes(qs...)
 	m.byStep = map[stepKey]*StepStats{}
 	m.started = time.Now()
 }
@@ -128,6 +136,11 @@ func (m *Metrics) Snapshot() Snapshot {
 	})
 	return s
 }
+
+// ReadAges says how long ago each worker queue was last read successfully. While handler slots
+// are free the fetch loop reads at least every poll interval, so a growing age means reads fail
+// or hang.
+func (m *Metrics) ReadAges(now time.Time) []queue.ReadAge { return m.reads.Ages(now) }
 
 // InFlight is the number of handler slots in use: messages being claimed or run (a completion
 // waiting for its write has given its slot back).

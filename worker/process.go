@@ -32,6 +32,9 @@ const (
 	// ReasonBadDependencies: a claimed step's dependency results cannot be decoded; it is
 	// reported as a permanent serialization failure.
 	ReasonBadDependencies = "dependency_results_unreadable"
+	// ReasonNamespaceMismatch: the step's task is in another namespace than the queue's (one
+	// spelled differently in case shares the queue's table); the step is left alone.
+	ReasonNamespaceMismatch = "namespace_mismatch"
 )
 
 // ArchiveReasonHeader is the header key holding why the worker archived a message.
@@ -165,6 +168,7 @@ func (w *Worker) processHint(ctx context.Context, ns, q string, h queue.Hint, s 
 	log := m.log
 	out, err := w.claimFast(ctx, q, []claimMsg{m}, true)
 	if err == nil {
+		w.metrics.reads.Mark(q) // the claim took the message: as good as a read
 		err = out[0].err
 	}
 	switch {
@@ -199,14 +203,15 @@ type fastClaim struct {
 // one message came in a notification, not from a read: the same batch then also takes the
 // message (its visibility timeout, as a read sets it) if, and only if, the claim succeeded.
 func (w *Worker) claimFast(ctx context.Context, q string, msgs []claimMsg, hinted bool) ([]fastClaim, error) {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
+	dbctx, cancel := w.dbCtx(ctx)
 	defer cancel()
 	n := len(msgs)
 	refs, steps := make([]state.StepRef, n), make([]uuid.UUID, n)
 	for i, m := range msgs {
 		refs[i], steps[i] = state.StepRef{StepUUID: m.sm.StepUUID, TaskUUID: m.sm.TaskUUID}, m.sm.StepUUID
 	}
-	sql, args, trs, err := state.ClaimQuery(refs, stepColumns, stepJoins, state.TransitionOptions{})
+	// Only steps of the queue's own namespace; the slow path archives any other.
+	sql, args, trs, err := state.ClaimQuery(refs, stepColumns, stepJoins, state.TransitionOptions{TaskNamespace: queue.NamespaceOfQueue(q)})
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +333,7 @@ func (w *Worker) prepareClaim(ctx, dbctx context.Context, q string, m claimMsg, 
 // Invariant: a step is in_progress for exactly one claim (the in_progress transition it wrote),
 // and only the holder of that claim can complete it.
 func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm protocol.StepMessage, log *slog.Logger) (*claim, error) {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.VisibilityTimeout)
+	dbctx, cancel := w.dbCtx(ctx)
 	defer cancel()
 	tx, err := w.pool.Begin(dbctx)
 	if err != nil {
@@ -347,6 +352,11 @@ func (w *Worker) claim(ctx context.Context, q string, msg queue.Message, sm prot
 	if row.seq.WorkflowStep.TaskUUID != sm.TaskUUID {
 		log.Warn("archiving message whose task_uuid does not own the step", "step_task_uuid", row.seq.WorkflowStep.TaskUUID)
 		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonTaskMismatch, errTaskMismatch.Error())
+	}
+	if ns := queue.NamespaceOfQueue(q); row.seq.Task.NamespaceName != ns {
+		log.Warn("archiving message for a step of another namespace", "step_namespace", row.seq.Task.NamespaceName)
+		return nil, w.archiveCommit(dbctx, tx, q, msg.ID, ReasonNamespaceMismatch,
+			fmt.Sprintf("the step's task is in namespace %q, not %q", row.seq.Task.NamespaceName, ns))
 	}
 	def, err := w.templates.stepDefinition(dbctx, tx, row.namedTaskUUID, row.templateAt, row.seq.WorkflowStep.TemplateStepName)
 	if errors.Is(err, errTemplateStep) || errors.Is(err, errTemplateEmpty) {
@@ -541,11 +551,11 @@ func (w *Worker) finishOne(ctx context.Context, c *claim, res protocol.StepExecu
 	}
 	durable := w.durable(c)
 	if reason == "" && !durable {
-		dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		dbctx, cancel := w.dbCtx(ctx)
 		defer cancel()
 		return fenced(w.pool.SendBatch(dbctx, b).Close())
 	}
-	return w.inTx(ctx, 30*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fenced(err)
 		}
@@ -571,8 +581,8 @@ func fenced(err error) error {
 
 // inTx runs fn in a transaction that commits when fn succeeds. It is detached from ctx's
 // cancellation (a shutdown must not tear a completion in half) and bounded by timeout.
-func (w *Worker) inTx(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+func (w *Worker) inTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	dbctx, cancel := w.dbCtx(ctx)
 	defer cancel()
 	tx, err := w.pool.Begin(dbctx)
 	if err != nil {
@@ -612,7 +622,7 @@ func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.Che
 		ct = tag
 		return nil
 	})
-	dbctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	dbctx, cancel := w.dbCtx(ctx)
 	defer cancel()
 	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil {
 		return err
@@ -625,7 +635,7 @@ func (w *Worker) persistCheckpoint(ctx context.Context, c *claim, y protocol.Che
 
 // archive moves a message to the archive with a reason header, outside any other transaction.
 func (w *Worker) archive(ctx context.Context, q string, msgID int64, reason, detail string) {
-	if err := w.inTx(ctx, 10*time.Second, func(ctx context.Context, tx pgx.Tx) error {
+	if err := w.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		return w.archiveTx(ctx, tx, q, msgID, reason, detail)
 	}); err != nil {
 		w.log.Error("archive failed; message will be redelivered", "queue", q, "msg_id", msgID, "error", err)

@@ -130,8 +130,10 @@ func (w *Worker) EnsureQueues(ctx context.Context) error {
 }
 
 // Run consumes messages until ctx is cancelled, then shuts down gracefully: it stops reading,
-// lets in-flight handlers finish for up to ShutdownTimeout, then cancels them (their steps stay
-// in_progress and their messages reappear after the visibility timeout).
+// lets in-flight handlers finish for up to ShutdownTimeout, then cancels them and reports each
+// of their steps as a retryable worker_shutdown failure (an attempt, as a timeout would be), so
+// orchestration retries it within its backoff. A handler that ignores its cancelled context is
+// waited for at most shutdownGrace more; its goroutine is left behind.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -210,6 +212,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxReadBackoff caps the wait between failing reads, so a worker reads again within seconds
+// of the database answering after an outage or a partition.
+const maxReadBackoff = 4 * time.Second
+
+// dbCtx bounds one database call or transaction by DBTimeout. It is detached from ctx's
+// cancellation: a claim or completion that started finishes (or fails) as a unit on shutdown.
+func (w *Worker) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), w.cfg.DBTimeout)
+}
+
 // hintCapacity bounds the notified messages a namespace keeps for its next wake-up; beyond it
 // the worker reads the queue instead.
 const hintCapacity = 64
@@ -242,19 +254,25 @@ func (w *Worker) fetchLoop(ctx, workCtx context.Context, ns string, wk *queue.Wa
 			if n == 0 {
 				return
 			}
-			msgs, err := w.queue.Read(ctx, q, vt, n)
+			rctx, cancel := context.WithTimeout(ctx, w.cfg.DBTimeout)
+			msgs, err := w.queue.Read(rctx, q, vt, n)
+			cancel()
 			if err != nil {
 				w.release(n)
 				if ctx.Err() != nil {
 					return
 				}
 				w.metrics.dbErrors.Add(1)
+				w.metrics.reads.Failed(q)
 				log.Error("read failed; retrying", "error", err, "in", backoff)
 				sleep(ctx, backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				backoff = min(backoff*2, maxReadBackoff)
 				continue
 			}
 			backoff = w.cfg.PollInterval
+			if o := w.metrics.reads.Mark(q); o.Failures > 0 {
+				log.Info("queue reads resumed", "failed_reads", o.Failures, "after", o.For.Round(time.Millisecond))
+			}
 			w.release(n - len(msgs))
 			w.metrics.messagesRead.Add(int64(len(msgs)))
 			fresh := msgs[:0]

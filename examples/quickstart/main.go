@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -28,6 +29,16 @@ func square(ctx context.Context, step *handlers.StepContext) (any, error) {
 	if n%2 != 0 {
 		return nil, handlers.ValidationError("even_number must be even").WithCode("VALIDATION_ERROR")
 	}
+	return squareInt64(n)
+}
+
+// squareInt64 is n², or a permanent error when it does not fit in int64: a wrapped number is
+// never reported as success (examples/handlers computes these steps exactly with math/big).
+func squareInt64(n int64) (int64, error) {
+	const maxRoot = 3037000499 // floor(sqrt(2^63 - 1))
+	if n > maxRoot || n < -maxRoot {
+		return 0, handlers.PermanentError(fmt.Sprintf("%d squared does not fit in 64 bits", n)).WithCode("INTEGER_OVERFLOW")
+	}
 	return n * n, nil
 }
 
@@ -38,7 +49,7 @@ func squarePrevious(previous string) handlers.Handler {
 		if err != nil {
 			return nil, err // a missing dependency is a retryable error
 		}
-		return v * v, nil
+		return squareInt64(v)
 	})
 }
 

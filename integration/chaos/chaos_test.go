@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,9 +28,9 @@ import (
 
 // event is one fault the driver injected.
 type event struct {
-	Kind     string // kill, db_restart, partition, malformed
+	Kind     string // kill, db_restart, partition, silent_drop, freeze, malformed
 	At       time.Time
-	End      time.Time // db_restart: server answering again; partition: reconnected
+	End      time.Time // db_restart: server answering again; partition, silent_drop, freeze: lifted
 	Target   string    // app name
 	WorkerID string
 	InFlight []stepAttempt // handlers running on the target when it happened
@@ -70,6 +71,9 @@ func plan(p profile) []plannedEvent {
 	}
 	if p.Partition {
 		add(0.4, "partition")
+	}
+	if p.SilentDrop {
+		add(0.45, "silent_drop")
 	}
 	if p.Freeze {
 		add(0.5, "freeze")
@@ -155,6 +159,13 @@ func TestChaos(t *testing.T) {
 	if !imageExists(ctx, cli, pgImage) {
 		need("image %s is missing; build it with `make pg-image`", pgImage)
 	}
+	if p.SilentDrop {
+		for _, tool := range []string{"nsenter", "iptables", "ss"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				need("%s is missing (the silent drop fault runs it in an app's network namespace; apt-get install util-linux iptables iproute2)", tool)
+			}
+		}
+	}
 	appImage := os.Getenv("TASKER_APP_IMAGE")
 	if appImage == "" {
 		appImage = defaultAppImage
@@ -169,8 +180,8 @@ func TestChaos(t *testing.T) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("chaos: profile %s (%d tasks, %d orchestrators, %d workers, %d kills, db restart %v, partition %v, freeze %v); output in %s",
-		p.Name, p.Tasks, p.Orchestrators, p.Workers, p.Kills, p.DBRestart, p.Partition, p.Freeze, outDir)
+	t.Logf("chaos: profile %s (%d tasks, %d orchestrators, %d workers, %d kills, db restart %v, partition %v, silent drop %v, freeze %v); output in %s",
+		p.Name, p.Tasks, p.Orchestrators, p.Workers, p.Kills, p.DBRestart, p.Partition, p.SilentDrop, p.Freeze, outDir)
 
 	cl := newCluster(t, ctx, cli, pgImage, appImage, filepath.Join(outDir, "logs"))
 	pool := cl.hostPool(ctx, 20)
@@ -320,7 +331,7 @@ func (r *run) drive(ctx context.Context) {
 			err = r.killWorker(ctx, pr)
 		case "db_restart":
 			err = r.restartDB(ctx, pr)
-		case "partition", "freeze":
+		case "partition", "silent_drop", "freeze":
 			err = r.impairWorker(ctx, pe.Kind, pr, &healing)
 		case "malformed":
 			r.inj.malformedRound(ctx)
@@ -379,8 +390,14 @@ func (r *run) busiestWorker(ctx context.Context, within time.Duration, namespace
 		time.Sleep(100 * time.Millisecond)
 	}
 	if best == nil {
-		if ws := r.cl.live("worker"); len(ws) > 0 {
-			best = ws[0]
+		// Nothing in flight anywhere: any live worker no other fault holds.
+		for _, a := range r.cl.live("worker") {
+			r.mu.Lock()
+			skip := r.impaired[a.Name]
+			r.mu.Unlock()
+			if !skip {
+				return a, nil
+			}
 		}
 	}
 	return best, bestOpen
@@ -425,8 +442,10 @@ func (r *run) restartDB(ctx context.Context, pr float64) error {
 // and the step timeout + grace, while it runs handlers of steps with the short (worker default)
 // timeout; meanwhile its steps are recovered and retried elsewhere, so whatever it completes
 // afterwards must be rejected by the claim fence. kind "partition" disconnects it from the
-// network (its connections hang; new ones fail); kind "freeze" pauses its processes (its
-// connections stay open, so it sends its completions as soon as it is thawed). The fault is
+// network (its connections hang; new ones fail); kind "silent_drop" drops its packets without a
+// trace and, once lifted, keeps the flows that existed during the drop dead, as a firewall or
+// NAT that lost its state does (only new connections work); kind "freeze" pauses its processes
+// (its connections stay open, so it sends its completions as soon as it is thawed). The fault is
 // lifted in the background while the next faults fire; healing.Done runs some seconds after
 // that, once the late completions had time to arrive.
 func (r *run) impairWorker(ctx context.Context, kind string, pr float64, healing *sync.WaitGroup) error {
@@ -439,8 +458,11 @@ func (r *run) impairWorker(ctx context.Context, kind string, pr float64, healing
 	r.impaired[victim.Name] = true
 	r.mu.Unlock()
 	impair, lift, verb := r.cl.partition, r.cl.heal, "disconnected %s from the network"
-	if kind == "freeze" {
+	switch kind {
+	case "freeze":
 		impair, lift, verb = r.cl.freeze, r.cl.thaw, "froze %s"
+	case "silent_drop":
+		impair, lift, verb = r.cl.silentDrop, r.cl.liftDrop, "dropping every packet of %s silently"
 	}
 	if err := impair(ctx, victim); err != nil {
 		return err

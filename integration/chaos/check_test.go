@@ -236,6 +236,7 @@ func (r *run) check(ctx context.Context, finished bool) *report {
 	rep.Replacements = r.replaced
 	rep.DBRestarts = len(r.eventsOf("db_restart"))
 	rep.Partitions = len(r.eventsOf("partition"))
+	rep.SilentDrops = len(r.eventsOf("silent_drop"))
 	rep.Freezes = len(r.eventsOf("freeze"))
 	r.mu.Lock()
 	rep.MaxIdleInTransaction, rep.MaxLockWait = r.maxIdleTx.Round(100*time.Millisecond), r.maxLockWait.Round(100*time.Millisecond)
@@ -258,7 +259,18 @@ func (r *run) check(ctx context.Context, finished bool) *report {
 		late = append(late, "no worker completed a superseded claim after a freeze with handlers in flight (the fence was not exercised)")
 	}
 	rep.add("late completions of superseded claims were rejected (fence exercised after a partition/freeze)", late)
-	rep.add("apps recovered by themselves after the PostgreSQL restart, the partition and the freeze", r.reconnected(rep.Logs))
+	rep.add("apps recovered by themselves after the PostgreSQL restart, the partition, the silent drop and the freeze", r.reconnected(rep.Logs))
+	var slow []string
+	for _, f := range rep.Recovery {
+		if f.Back > backWithin {
+			who := f.Event
+			if f.BackApp != "" {
+				who += " (" + f.BackApp + ")"
+			}
+			slow = append(slow, fmt.Sprintf("%s: back at work %s after the fault ended", who, f.Back))
+		}
+	}
+	rep.add(fmt.Sprintf("every app hit by a fault was back at work within %s of its end", backWithin), slow)
 	var quiet []string
 	for name, n := range rep.Logs.ErrorsAfterRecovery {
 		if n > 0 {
@@ -309,7 +321,7 @@ func (r *run) reconnected(lf logFigures) []string {
 				} else if ok && !after(a.Name, progress[a.Role], e.End) {
 					out = append(out, fmt.Sprintf("%s logged no %q after the PostgreSQL restart", a.Name, progress[a.Role]))
 				}
-			case (e.Kind == "partition" || e.Kind == "freeze") && a.Name == e.Target && survived:
+			case (e.Kind == "partition" || e.Kind == "silent_drop" || e.Kind == "freeze") && a.Name == e.Target && survived:
 				if ok, err := enough(e.End); err != nil {
 					return []string{"count completions after a fault: " + err.Error()}
 				} else if ok && !after(a.Name, "step completed", e.End) {
@@ -360,8 +372,8 @@ type logFigures struct {
 	ErrorsByApp         map[string]int // ERROR lines per app
 	ErrorsAfterRecovery map[string]int // ERROR lines logged 60s after the last fault ended
 	Samples             []string       // a few error messages, for the report
-	// Marks holds, per app, when it logged progress ("step completed", "step result applied")
-	// and listener reconnections, for the reconnection check.
+	// Marks holds, per app, when it logged progress ("step completed", "step result applied",
+	// "queue reads resumed") and listener reconnections, for the reconnection checks.
 	Marks map[string][]logMark `json:"-"`
 }
 
@@ -414,7 +426,8 @@ func (r *run) logFigures() logFigures {
 				continue
 			}
 			switch {
-			case rec.Msg == "step completed", rec.Msg == "step result applied", rec.Msg == "listener reconnected":
+			case rec.Msg == "step completed", rec.Msg == "step result applied", rec.Msg == "listener reconnected",
+				rec.Msg == "queue reads resumed":
 				lf.Marks[name] = append(lf.Marks[name], logMark{rec.Time, rec.Msg})
 			case rec.Msg == "result discarded", strings.HasPrefix(rec.Msg, "checkpoint rejected"):
 				lf.Marks[name] = append(lf.Marks[name], logMark{rec.Time, "late"})
@@ -468,13 +481,33 @@ func normalizeError(s string) string {
 	return numRE.ReplaceAllString(s, "<n>")
 }
 
-// recoveryTimes measures, for each kill and the partition, how long the steps the target was
-// running took to have their effect applied by another worker; for the database restart, how
-// long until the first completion committed after the server was back.
+// backWithin is how soon after a fault ends every app it hit must be back at work (issue goal:
+// any partition or silent drop recovered within 30 s of the heal).
+const backWithin = 30 * time.Second
+
+// backAfter is how long after t app name first logged progress or resumed reads; ok false when
+// it logged neither.
+func backAfter(lf logFigures, name string, t time.Time) (time.Duration, bool) {
+	for _, m := range lf.Marks[name] {
+		switch m.Msg {
+		case "step completed", "step result applied", "queue reads resumed":
+			if m.At.After(t) {
+				return m.At.Sub(t), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// recoveryTimes measures, for each kill, partition, silent drop and freeze, how long the steps
+// the target was running took to have their effect applied by another worker and, once the
+// fault was lifted, how long the target took to be back at work; for the database restart, how
+// long until the first completion committed after the server was back and until every app was
+// back at work.
 func (r *run) recoveryTimes(ctx context.Context, rep *report) {
 	for _, e := range r.eventsOf("") {
 		switch e.Kind {
-		case "kill", "partition", "freeze":
+		case "kill", "partition", "silent_drop", "freeze":
 			var worst time.Duration
 			recovered := 0
 			for _, s := range e.InFlight {
@@ -490,8 +523,11 @@ func (r *run) recoveryTimes(ctx context.Context, rep *report) {
 					worst = d
 				}
 			}
-			f := recoveryFigure{Event: e.Kind + " " + e.Target, Steps: recovered, InFlight: len(e.InFlight), Max: worst.Round(100 * time.Millisecond), Late: -1}
+			f := recoveryFigure{Event: e.Kind + " " + e.Target, Steps: recovered, InFlight: len(e.InFlight), Max: worst.Round(100 * time.Millisecond), Late: -1, Back: -1}
 			if e.Kind != "kill" {
+				if d, ok := backAfter(rep.Logs, e.Target, e.End); ok {
+					f.Back = d.Round(100 * time.Millisecond)
+				}
 				f.Late = 0
 				for _, m := range rep.Logs.Marks[e.Target] {
 					if m.Msg == "late" && m.At.After(e.At) {
@@ -506,7 +542,15 @@ func (r *run) recoveryTimes(ctx context.Context, rep *report) {
 		case "db_restart":
 			var first *time.Time
 			_ = r.pool.QueryRow(ctx, `SELECT min(recorded_at) FROM chaos.ledger WHERE recorded_at > $1`, e.End).Scan(&first)
-			f := recoveryFigure{Event: "db_restart", Down: e.End.Sub(e.At).Round(100 * time.Millisecond), Late: -1}
+			f := recoveryFigure{Event: "db_restart", Down: e.End.Sub(e.At).Round(100 * time.Millisecond), Late: -1, Back: -1}
+			for _, a := range r.cl.all() {
+				if !a.Started.Before(e.At) || (!a.Killed.IsZero() && a.Killed.Before(e.End.Add(time.Minute))) {
+					continue
+				}
+				if d, ok := backAfter(rep.Logs, a.Name, e.End); ok && d > f.Back {
+					f.Back, f.BackApp = d.Round(100*time.Millisecond), a.Name
+				}
+			}
 			if first != nil {
 				f.Max = first.Sub(e.At).Round(100 * time.Millisecond)
 			}

@@ -343,6 +343,74 @@ func (c *cluster) heal(ctx context.Context, a *app) error {
 	return err
 }
 
+// silentDrop makes a's network namespace drop every packet that leaves or reaches it (but
+// loopback) without a trace: no RST, no ICMP, as a firewall or NAT that lost its state does.
+func (c *cluster) silentDrop(ctx context.Context, a *app) error {
+	return c.inNetns(ctx, a,
+		[]string{"iptables", "-w", "-I", "INPUT", "!", "-i", "lo", "-j", "DROP"},
+		[]string{"iptables", "-w", "-I", "OUTPUT", "!", "-o", "lo", "-j", "DROP"})
+}
+
+// liftDrop lets a's new connections through again but keeps every TCP flow that existed during
+// the drop dead: those stay dropped without a trace, so only a client that gives up on them
+// (deadlines, TCP keepalive, TCP_USER_TIMEOUT) gets back to work.
+func (c *cluster) liftDrop(ctx context.Context, a *app) error {
+	pid, err := c.pid(ctx, a)
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "nsenter", "-t", pid, "-n", "ss", "-Htan").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ss in %s: %v: %s", a.Name, err, out)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line) // State Recv-Q Send-Q Local:Port Peer:Port
+		if len(f) < 5 || f[0] == "LISTEN" {
+			continue
+		}
+		i := strings.LastIndexByte(f[3], ':')
+		if i < 0 {
+			continue
+		}
+		port := f[3][i+1:]
+		cmds = append(cmds,
+			[]string{"iptables", "-w", "-I", "INPUT", "-p", "tcp", "--dport", port, "-j", "DROP"},
+			[]string{"iptables", "-w", "-I", "OUTPUT", "-p", "tcp", "--sport", port, "-j", "DROP"})
+	}
+	cmds = append(cmds,
+		[]string{"iptables", "-w", "-D", "INPUT", "!", "-i", "lo", "-j", "DROP"},
+		[]string{"iptables", "-w", "-D", "OUTPUT", "!", "-o", "lo", "-j", "DROP"})
+	return c.inNetns(ctx, a, cmds...)
+}
+
+// pid is the host pid of a's main process.
+func (c *cluster) pid(ctx context.Context, a *app) (string, error) {
+	res, err := c.docker.ContainerInspect(ctx, a.id(), client.ContainerInspectOptions{})
+	if err != nil {
+		return "", err
+	}
+	if res.Container.State == nil || res.Container.State.Pid == 0 {
+		return "", fmt.Errorf("%s has no running process", a.Name)
+	}
+	return strconv.Itoa(res.Container.State.Pid), nil
+}
+
+// inNetns runs each command in a's network namespace (nsenter; the app image has no shell).
+func (c *cluster) inNetns(ctx context.Context, a *app, cmds ...[]string) error {
+	pid, err := c.pid(ctx, a)
+	if err != nil {
+		return err
+	}
+	for _, cmd := range cmds {
+		args := append([]string{"-t", pid, "-n"}, cmd...)
+		if out, err := exec.CommandContext(ctx, "nsenter", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("nsenter %s: %v: %s", strings.Join(cmd, " "), err, out)
+		}
+	}
+	return nil
+}
+
 // freeze pauses every process of a (cgroup freezer): a stalled VM or a long GC pause. Its
 // connections stay open; thaw resumes it where it stopped.
 func (c *cluster) freeze(ctx context.Context, a *app) error {

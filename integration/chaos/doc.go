@@ -1,6 +1,7 @@
 // Package chaos holds the fault-injection tests of tasker-go (chaos_test.go): PostgreSQL, two
 // orchestrators and four workers in Docker on a private network, a mixed load of example
-// workflows, and SIGKILLed workers, a PostgreSQL restart, a network partition, duplicate and
+// workflows, and SIGKILLed workers, a PostgreSQL restart, a network partition, a silent packet
+// drop (old flows stay dead after it), a process freeze, duplicate and
 // malformed queue messages while it runs; the invariants are checked at the end from the
 // database and the probe records (package probe), and a report is written.
 //

@@ -21,8 +21,9 @@ type profile struct {
 	Kills         int           // workers SIGKILLed mid-handler (each replaced by a new one)
 	DBRestart     bool          // crash-restart PostgreSQL once
 	Partition     bool          // disconnect one worker from the network
+	SilentDrop    bool          // drop one worker's packets without a trace; its old flows stay dead
 	Freeze        bool          // pause one worker's processes
-	PartitionFor  time.Duration // how long a partition or freeze lasts
+	PartitionFor  time.Duration // how long a partition, silent drop or freeze lasts
 	Duplicates    int           // duplicate step / result messages injected
 	Malformed     int           // rounds of malformed messages (one per queue per round)
 	Deadline      time.Duration
@@ -43,11 +44,10 @@ const (
 
 func reducedProfile() profile {
 	return profile{
-		Name: "reduced", Tasks: 200, SubmitOver: 15 * time.Second, Orchestrators: 2, Workers: 4,
-		// No network partition in the reduced (CI) profile: after a partition heals, a worker
-		// can sit on connections the partition killed until TCP gives up, which makes the
-		// "recovered by itself" check timing-dependent; the full profile keeps it.
-		Kills: 1, DBRestart: true, Partition: false, Freeze: true, PartitionFor: 22 * time.Second,
+		// Submission spans the faults, so that every impaired worker has work once its fault
+		// is lifted and its time back at work is measured.
+		Name: "reduced", Tasks: 300, SubmitOver: 75 * time.Second, Orchestrators: 2, Workers: 4,
+		Kills: 1, DBRestart: true, Partition: true, SilentDrop: true, Freeze: true, PartitionFor: 22 * time.Second,
 		Duplicates: 40, Malformed: 1, Deadline: 4 * time.Minute, SleepMinMS: 50, SleepMaxMS: 300,
 		SlowPermille: 30, SlowMS: 2500,
 	}
@@ -56,7 +56,7 @@ func reducedProfile() profile {
 func fullProfile() profile {
 	return profile{
 		Name: "full", Tasks: 2000, SubmitOver: 90 * time.Second, Orchestrators: 2, Workers: 4,
-		Kills: 5, DBRestart: true, Partition: true, Freeze: true, PartitionFor: 22 * time.Second,
+		Kills: 5, DBRestart: true, Partition: true, SilentDrop: true, Freeze: true, PartitionFor: 22 * time.Second,
 		Duplicates: 300, Malformed: 3, Deadline: 20 * time.Minute, SleepMinMS: 50, SleepMaxMS: 300,
 		SlowPermille: 30, SlowMS: 2500,
 	}

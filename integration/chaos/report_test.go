@@ -29,11 +29,11 @@ type report struct {
 	LedgerRows           int // committed completions (success or failure)
 	EffectsApplied       int // committed successful completions
 
-	Kills, Replacements, DBRestarts, Partitions, Freezes int
-	Injected                                             map[string]int
-	ArchiveReasons                                       map[string]int
-	InjectErrors                                         int
-	SubmitRetries                                        int64
+	Kills, Replacements, DBRestarts, Partitions, SilentDrops, Freezes int
+	Injected                                                          map[string]int
+	ArchiveReasons                                                    map[string]int
+	InjectErrors                                                      int
+	SubmitRetries                                                     int64
 
 	RecoveredSteps, RecoveredByOrchestrator, RecoveredByWorker int
 	Logs                                                       logFigures
@@ -53,6 +53,10 @@ type recoveryFigure struct {
 	Down     time.Duration // db_restart: crash until the server answered
 	Slowest  time.Duration // db_restart: slowest step interrupted by the crash
 	Late     int           // partition/freeze: completions the target sent later, rejected (-1: n/a)
+	// Back is how long after the fault ended the target (db_restart: the slowest surviving
+	// app, BackApp) first logged progress or resumed reads; -1 when it logged neither.
+	Back    time.Duration
+	BackApp string
 }
 
 func (rep *report) markdown() string {
@@ -78,7 +82,7 @@ func (rep *report) markdown() string {
 		rep.Executions, rep.EffectsApplied, rep.ExecutionsDiscarded, rep.LedgerRows-rep.EffectsApplied))
 	row("workers SIGKILLed mid-handler (replaced)", fmt.Sprintf("%d (%d)", rep.Kills, rep.Replacements))
 	row("PostgreSQL crash-restarts", rep.DBRestarts)
-	row("network partitions / process freezes", fmt.Sprintf("%d / %d (%s each)", rep.Partitions, rep.Freezes, p.PartitionFor))
+	row("network partitions / silent drops / process freezes", fmt.Sprintf("%d / %d / %d (%s each)", rep.Partitions, rep.SilentDrops, rep.Freezes, p.PartitionFor))
 	row("duplicates injected", fmt.Sprintf("%d step messages, %d result messages", rep.Injected["duplicate_step"], rep.Injected["duplicate_result"]))
 	row("malformed / unknown-step / mismatched messages injected", fmt.Sprintf("%d / %d / %d", rep.Injected["malformed"], rep.Injected["unknown_step"], rep.Injected["task_mismatch"]))
 	row("recovered steps (abandoned in_progress)", fmt.Sprintf("%d (%d by an orchestrator, %d by a worker)", rep.RecoveredSteps, rep.RecoveredByOrchestrator, rep.RecoveredByWorker))
@@ -87,17 +91,26 @@ func (rep *report) markdown() string {
 	row("max recovery time", rep.MaxRecovery)
 	row("longest idle-in-transaction session / lock wait seen", fmt.Sprintf("%s / %s", rep.MaxIdleInTransaction, rep.MaxLockWait))
 	row("task submissions retried (DB down)", rep.SubmitRetries)
-	fmt.Fprintf(&b, "\n| Fault | Handlers in flight | Applied by another worker | Recovery | Late completions rejected |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| Fault | Handlers in flight | Applied by another worker | Recovery | Late completions rejected | Back at work after the fault ended |\n|---|---|---|---|---|---|\n")
+	back := func(f recoveryFigure) string {
+		switch {
+		case f.Back < 0:
+			return "-"
+		case f.BackApp != "":
+			return fmt.Sprintf("%s (slowest: %s)", f.Back, f.BackApp)
+		}
+		return f.Back.String()
+	}
 	for _, f := range rep.Recovery {
 		if f.Event == "db_restart" {
-			fmt.Fprintf(&b, "| db_restart (down %s) | - | - | first commit %s after the crash; slowest interrupted step %s | - |\n", f.Down, f.Max, f.Slowest)
+			fmt.Fprintf(&b, "| db_restart (down %s) | - | - | first commit %s after the crash; slowest interrupted step %s | - | %s |\n", f.Down, f.Max, f.Slowest, back(f))
 			continue
 		}
 		late := "-"
 		if f.Late >= 0 {
 			late = fmt.Sprint(f.Late)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s |\n", f.Event, f.InFlight, f.Steps, f.Max, late)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", f.Event, f.InFlight, f.Steps, f.Max, late, back(f))
 	}
 	fmt.Fprintf(&b, "\nInvariants: %d of %d hold.\n\n", ok, len(rep.Checks))
 	for _, c := range rep.Checks {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/db"
@@ -27,10 +28,12 @@ const (
 	ExitConfig     = 3 // invalid configuration
 	ExitTaskFailed = 4 // task submit --wait: the task ended in error or blocked_by_failures
 	ExitNotFound   = 5 // the task, template or queue asked for does not exist
+	ExitDuplicate  = 6 // task submit: a task with the same identity (context or idempotency key) exists
 )
 
 // Env is what a command may use from its process.
 type Env struct {
+	Stdin          io.Reader // read by task submit --file - (default os.Stdin)
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	// Registry holds the handlers a worker started by this binary can run.
@@ -86,6 +89,22 @@ type notFoundError struct{ err error }
 func (e *notFoundError) Error() string { return e.err.Error() }
 func (e *notFoundError) Unwrap() error { return e.err }
 
+// duplicateError is task submit's refusal of a task whose identity already exists.
+type duplicateError struct {
+	existing uuid.UUID // uuid.Nil when the existing task could not be read
+	err      error
+}
+
+func (e *duplicateError) Error() string {
+	if e.existing == uuid.Nil {
+		return "duplicate task: " + e.err.Error()
+	}
+	return fmt.Sprintf("duplicate task: task %s already has this identity (same template and context, or the same "+
+		"idempotency key); submit with a different --idempotency-key to create another", e.existing)
+}
+
+func (e *duplicateError) Unwrap() error { return e.err }
+
 // errTaskFailed is returned by task submit --wait for a task that did not complete.
 var errTaskFailed = errors.New("task did not complete successfully")
 
@@ -121,6 +140,9 @@ func RunCommand(ctx context.Context, prog, name string, args []string, env Env) 
 }
 
 func (env Env) withDefaults() Env {
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
 	if env.Stdout == nil {
 		env.Stdout = os.Stdout
 	}
@@ -144,6 +166,7 @@ func exitCode(env Env, prog string, err error) int {
 	var ue *usageError
 	var ce *configError
 	var nf *notFoundError
+	var de *duplicateError
 	switch {
 	case errors.As(err, &ue):
 		return ExitUsage
@@ -151,6 +174,8 @@ func exitCode(env Env, prog string, err error) int {
 		return ExitConfig
 	case errors.As(err, &nf):
 		return ExitNotFound
+	case errors.As(err, &de):
+		return ExitDuplicate
 	case errors.Is(err, errTaskFailed):
 		return ExitTaskFailed
 	}
@@ -203,7 +228,7 @@ func connect(ctx context.Context, env Env, flagValue string) (*pgxpool.Pool, err
 	if err != nil {
 		return nil, err
 	}
-	return db.Connect(ctx, url)
+	return db.Connect(ctx, url, db.WithAppName("tasker-cli"))
 }
 
 func logger(env Env, level string) *slog.Logger {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-go/tasker/db"
 	exhandlers "github.com/tasker-go/tasker/examples/handlers"
 	"github.com/tasker-go/tasker/internal/pgcontainer"
 	"github.com/tasker-go/tasker/migrations"
@@ -82,7 +83,7 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	log := logger(env, *logLevel)
-	pool, err := openPool(ctx, url, 40)
+	pool, err := openPool(ctx, url, 40, db.WithAppName("tasker-demo"))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/orchestration"
+	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 	"github.com/tasker-go/tasker/web"
 	"github.com/tasker-go/tasker/worker"
@@ -35,10 +36,17 @@ func withOrchestrator(ctx context.Context, env Env, dbURL string, fn func(o *orc
 		return err
 	}
 	err = fn(o, pool)
+	var dup *orchestration.DuplicateTaskError
 	switch {
 	case errors.Is(err, orchestration.ErrTaskNotFound), errors.Is(err, orchestration.ErrTemplateNotFound):
 		return &notFoundError{err}
-	case errors.Is(err, orchestration.ErrInvalidRequest), errors.Is(err, orchestration.ErrDuplicateTask):
+	case errors.As(err, &dup):
+		de := &duplicateError{err: err}
+		if qerr := pool.QueryRow(ctx, `SELECT task_uuid FROM tasker.tasks WHERE identity_hash = $1`, dup.IdentityHash).Scan(&de.existing); qerr != nil {
+			logger(env, "warn").Warn("cannot read the existing task", "identity_hash", dup.IdentityHash, "error", qerr)
+		}
+		return de
+	case errors.Is(err, orchestration.ErrInvalidRequest):
 		return &usageError{err.Error()}
 	}
 	return err
@@ -67,7 +75,7 @@ func runDev(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer stopTracing()
-	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, max(cfg.Worker.MaxConns, cfg.Worker.Concurrency+16))
+	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, max(cfg.Worker.MaxConns, cfg.Worker.Concurrency+16), dbSession(cfg, "tasker-dev"))
 	if err != nil {
 		return err
 	}
@@ -148,21 +156,25 @@ func runTask(ctx context.Context, env Env, args []string) error {
 }
 
 func runTaskSubmit(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "task submit", "task submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--wait]")
+	fs := newFlags(env, "task submit", "task submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait]")
 	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	file := fs.String("file", "", "TaskRequest JSON file (tasker-core's shape); - reads standard input")
 	ns := fs.String("namespace", "", "template namespace")
 	name := fs.String("name", "", "template name")
 	version := fs.String("version", "", "template version (default: the latest registered)")
 	ctxJSON := fs.String("context", "", "task context JSON")
+	idemKey := fs.String("idempotency-key", "", "identify the task by this key instead of its context: a second submit with the same key is a duplicate (exit 6), whatever its context")
 	wait := fs.Bool("wait", false, "wait until the task finishes, showing its progress")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait: give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	req, err := buildRequest(env, *file, *ns, *name, *version, *ctxJSON)
+	req, err := buildRequest(env.Stdin, *file, *ns, *name, *version, *ctxJSON)
 	if err != nil {
 		return err
+	}
+	if *idemKey != "" {
+		req.IdempotencyKey = idemKey
 	}
 	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
 		created, err := o.CreateTask(ctx, req)
@@ -189,21 +201,14 @@ func runTaskSubmit(ctx context.Context, env Env, args []string) error {
 	})
 }
 
-func buildRequest(env Env, file, ns, name, version, ctxJSON string) (orchestration.TaskRequest, error) {
+// buildRequest reads the request file (- for stdin; at most
+// protocol.MaxTaskRequestBytes, refused before decoding when longer) and applies the flags.
+func buildRequest(stdin io.Reader, file, ns, name, version, ctxJSON string) (orchestration.TaskRequest, error) {
 	var req orchestration.TaskRequest
 	if file != "" {
-		var data []byte
 		var err error
-		if file == "-" {
-			data, err = io.ReadAll(os.Stdin)
-		} else {
-			data, err = os.ReadFile(file)
-		}
-		if err != nil {
+		if req, err = readRequestFile(stdin, file); err != nil {
 			return req, err
-		}
-		if err := json.Unmarshal(data, &req); err != nil {
-			return req, usagef("task request %s is not valid JSON: %v", file, err)
 		}
 	}
 	if ns != "" {
@@ -224,10 +229,30 @@ func buildRequest(env Env, file, ns, name, version, ctxJSON string) (orchestrati
 	if req.Namespace == "" || req.Name == "" {
 		return req, usagef("task submit: namespace and name are required (--namespace, --name or --file)")
 	}
+	if err := queue.ValidateNamespace(req.Namespace); err != nil {
+		return req, usagef("task submit: %v", err)
+	}
 	if req.Initiator == "" {
 		req.Initiator = "tasker-cli"
 	}
 	return req, nil
+}
+
+func readRequestFile(stdin io.Reader, file string) (orchestration.TaskRequest, error) {
+	r := stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return orchestration.TaskRequest{}, err
+		}
+		defer f.Close()
+		r = f
+	}
+	req, err := orchestration.ReadTaskRequest(r)
+	if errors.Is(err, orchestration.ErrInvalidRequest) {
+		return req, usagef("task request %s: %v", file, err)
+	}
+	return req, err
 }
 
 // watchTask polls the task until it reaches a final or blocked state, writing one progress line

@@ -117,6 +117,7 @@ func orchestrationConfig(c config.Config) orchestration.Config {
 		StaleGrace:         o.StaleGrace,
 		StuckThreshold:     o.StuckThreshold,
 		MaxDecisionSteps:   o.MaxStepsPerDecision,
+		DBTimeout:          c.Worker.DBTimeout,
 		Backoff: orchestration.BackoffConfig{
 			Base: o.Backoff.Base, Max: o.Backoff.Max, Multiplier: o.Backoff.Multiplier,
 			JitterPercent: o.Backoff.JitterMaxPercentage,
@@ -166,8 +167,8 @@ func startWorker(ctx context.Context, env Env, cfg worker.Config, pool *pgxpool.
 	return w, nil
 }
 
-func openPool(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
-	pc, err := db.Config(url)
+func openPool(ctx context.Context, url string, maxConns int, session db.Option) (*pgxpool.Pool, error) {
+	pc, err := db.Config(url, session)
 	if err != nil {
 		return nil, &configError{err}
 	}
@@ -192,7 +193,7 @@ func runWorker(ctx context.Context, env Env, args []string) error {
 	}
 	defer stopTracing()
 	wc := cfg.Worker
-	pool, err := openPool(ctx, wc.DatabaseURL, max(wc.MaxConns, wc.Concurrency+4))
+	pool, err := openPool(ctx, wc.DatabaseURL, max(wc.MaxConns, wc.Concurrency+4), dbSession(cfg, "tasker-worker"))
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func runOrchestrator(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	log := logger(env, rf.logLevel)
-	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, 16)
+	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, 16, dbSession(cfg, "tasker-orchestrator"))
 	if err != nil {
 		return err
 	}
@@ -255,8 +256,10 @@ func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr str
 		IDKey:           "processor_uuid",
 		InstanceID:      o.Config().ProcessorUUID.String(),
 		NotReadyMessage: "Orchestrator is not ready to process results",
-		Checks:          []web.Check{web.DatabaseCheck(web.SelectOne(pool)), web.QueuesCheck(q, orchQueues)},
-		Logger:          log,
+		Checks: []web.Check{web.DatabaseCheck(web.SelectOne(pool)), web.QueuesCheck(q, orchQueues),
+			web.ReadsCheck(o, 2*o.Config().DBTimeout+o.Config().PollInterval, nil)},
+		Collectors: []web.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o)},
+		Logger:     log,
 	})
 }
 
@@ -307,4 +310,20 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
+}
+
+// dbSession is the connection tuning of a process named app under cfg (0 in the file means
+// "the server's own setting").
+func dbSession(cfg config.Config, app string) db.Option {
+	unset := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	return db.WithSession(db.Session{
+		AppName:          app,
+		StatementTimeout: unset(cfg.Database.StatementTimeout),
+		LockTimeout:      unset(cfg.Database.LockTimeout),
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/orchestration"
+	"github.com/tasker-go/tasker/state"
 )
 
 // stepEdges returns each step's parents (workflow_step_edges) for the task.
@@ -86,14 +87,34 @@ func stepTree(st *orchestration.TaskStatus, parents map[uuid.UUID][]uuid.UUID) [
 	return out
 }
 
+// stepTiming is the tail of a step's line: how long it took, why it failed for good, when it
+// retries, or how long it has been running. Only a step in waiting_for_retry shows a retry time.
 func stepTiming(s orchestration.StepStatus) string {
 	switch {
+	case s.State == state.StepError:
+		why := "not retryable"
+		if s.ErrorRetryable != nil && *s.ErrorRetryable && s.Attempts >= s.MaxAttempts {
+			why = "attempts exhausted"
+		}
+		if s.ErrorMessage != "" {
+			return fmt.Sprintf("  failed, %s: %s", why, oneLine(s.ErrorMessage, 120))
+		}
+		return "  failed, " + why
 	case s.ProcessedAt != nil:
 		return fmt.Sprintf("  done in %s", s.ProcessedAt.Sub(s.CreatedAt).Round(time.Millisecond))
-	case s.NextRetryAt != nil && s.NextRetryAt.After(time.Now()):
-		return fmt.Sprintf("  retry at %s", s.NextRetryAt.Format(time.TimeOnly))
+	case s.State == state.StepWaitingForRetry && s.NextRetryAt != nil && s.NextRetryAt.After(time.Now()):
+		return fmt.Sprintf("  retry at %s", s.NextRetryAt.Format("15:04:05.000Z07:00"))
 	case s.LastAttemptedAt != nil:
 		return fmt.Sprintf("  started %s ago", time.Since(*s.LastAttemptedAt).Round(time.Millisecond))
 	}
 	return ""
+}
+
+// oneLine returns s on one line, cut to at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
