@@ -13,8 +13,8 @@ export TASKER_TEST_PG_IMAGE ?= $(PG_IMAGE)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-build: ## build all binaries into bin/
-	$(GO) build -o $(BIN)/ ./cmd/...
+build: ## build all binaries into bin/ (static CGO_ENABLED=0, stripped, -trimpath: the same as `make cross`)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/...
 
 test: pg-image ## run every test, integration included (Postgres via testcontainers or TASKER_TEST_DATABASE_URL; reduced chaos suite when Docker is present)
 	$(GO) test -count=1 -p 1 -timeout 30m ./...

@@ -31,22 +31,34 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/worker"
 )
 
-// Config is a loaded configuration. Worker is complete and valid for worker.New; the other parts
-// are plain values the CLI maps onto the web server, tracing and the orchestrator.
+// Config is a loaded configuration. Worker and Orchestration are the components' own
+// configurations, complete and valid for worker.New and orchestration.New; the other parts are
+// read by the process that runs them (the CLI): where to connect, which templates to register,
+// the web servers and tracing.
+//
+// Orchestration.DefaultStepTimeout and Orchestration.DBTimeout follow Worker.StepTimeout and
+// Worker.DBTimeout (one key each), so both sides of a deployment sharing a file agree on them.
 type Config struct {
-	// Worker configures a worker process (common.database, common.queues and worker.* keys).
+	// Database says where a process connects and how (common.database.*).
+	Database Database
+	// TemplatePath is a directory of task template YAML files a worker registers at start
+	// (worker.template_path); empty registers none.
+	TemplatePath string
+	// Worker configures a worker (common.queues and worker.* keys).
 	Worker worker.Config
-	// Web configures the worker's HTTP server (worker.web.*).
-	Web Web
+	// WorkerWeb configures the worker's HTTP server (worker.web.*).
+	WorkerWeb Web
+	// Orchestration configures the Go orchestrator (orchestration.* and common.backoff.*).
+	// Its ProcessorUUID is uuid.Nil unless set: orchestration.New then picks a new one.
+	Orchestration orchestration.Config
+	// OrchestrationWeb configures the orchestrator's HTTP server (orchestration.web.*).
+	OrchestrationWeb Web
 	// Telemetry configures OpenTelemetry tracing (telemetry.*).
 	Telemetry Telemetry
-	// Database bounds what the server lets one statement do (common.database.*).
-	Database Database
-	// Orchestration configures the Go orchestrator (orchestration.* and common.backoff.*).
-	Orchestration Orchestration
 	// File is the TOML file that was loaded; empty when none was.
 	File string
 
@@ -63,9 +75,14 @@ type Web struct {
 	BindAddress string // host:port
 }
 
-// Database holds the server-side bounds set on every connection (see db.Session); the
-// per-call deadline of the worker's and orchestrator's loops is Worker.DBTimeout.
+// Database is where a process connects (URL, pool size) and the server-side bounds set on every
+// connection (see db.Session); the per-call deadline of the worker's and orchestrator's loops is
+// Worker.DBTimeout.
 type Database struct {
+	// URL is the PostgreSQL URL of the tasker schema and PGMQ (required).
+	URL string
+	// MaxConns is the pool size; 0 means the process's own default.
+	MaxConns         int
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
 }
@@ -79,78 +96,21 @@ type Telemetry struct {
 	Endpoint    string
 }
 
-// Orchestration holds the Go orchestrator's settings as plain values. The orchestrator's default
-// step timeout is Worker.StepTimeout (worker.mpsc_channels.handler_dispatch.handler_timeout_ms),
-// so that both sides of a deployment sharing one file agree on it.
-type Orchestration struct {
-	// ProcessorUUID identifies the orchestrator in task transitions; uuid.Nil means a new UUIDv7
-	// per start.
-	ProcessorUUID uuid.UUID
-	// ResultPollInterval is the fallback poll period of orchestration_step_results.
-	ResultPollInterval time.Duration
-	// ResultVisibilityTimeout hides a result message while it is processed.
-	ResultVisibilityTimeout time.Duration
-	// ResultBatchSize is how many result messages one read takes.
-	ResultBatchSize int
-	// ResultConcurrency bounds how many result messages are processed at once.
-	ResultConcurrency int
-	// ReadinessInterval is the period of the readiness sweep.
-	ReadinessInterval time.Duration
-	// RecoveryInterval is the period of the recovery sweep.
-	RecoveryInterval time.Duration
-	// SweepBatchSize bounds how many tasks or steps one sweep pass handles.
-	SweepBatchSize int
-	// StaleGrace is added to a step's timeout before an in_progress step counts as abandoned.
-	StaleGrace time.Duration
-	// StuckThreshold is how long a task may rest in a transient state before recovery.
-	StuckThreshold time.Duration
-	// MaxStepsPerDecision caps the steps one decision outcome may create.
-	MaxStepsPerDecision int
-	// Backoff is tasker-core's common.backoff.
-	Backoff Backoff
-	// Web configures the orchestrator's HTTP server (orchestration.web.*).
-	Web Web
-}
-
-// Backoff is tasker-core's retry backoff (common.backoff): Base × Multiplier^attempts capped at
-// Max, with ± up to JitterMaxPercentage of jitter when JitterEnabled.
-type Backoff struct {
-	Base                time.Duration
-	Max                 time.Duration
-	Multiplier          float64
-	JitterEnabled       bool
-	JitterMaxPercentage float64
-}
-
-// Default returns the built-in defaults (a fresh worker id; no database URL).
+// Default returns the built-in defaults (a fresh worker id; no database URL; no processor UUID).
 func Default() Config {
+	w := worker.DefaultConfig()
+	o := orchestration.DefaultConfig()
+	o.ProcessorUUID = uuid.Nil
+	o.DefaultStepTimeout, o.DBTimeout = w.StepTimeout, w.DBTimeout
 	return Config{
-		Worker:   worker.DefaultConfig(),
-		Web:      Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
-		Database: Database{StatementTimeout: 60 * time.Second, LockTimeout: 15 * time.Second},
+		Database:         Database{StatementTimeout: 60 * time.Second, LockTimeout: 15 * time.Second},
+		Worker:           w,
+		WorkerWeb:        Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
+		Orchestration:    o,
+		OrchestrationWeb: Web{Enabled: true, BindAddress: "0.0.0.0:8080"},
 		Telemetry: Telemetry{
 			ServiceName: "tasker-go",
 			Exporter:    ExporterStdout,
-		},
-		Orchestration: Orchestration{
-			ResultPollInterval:      time.Second,
-			ResultVisibilityTimeout: 30 * time.Second,
-			ResultBatchSize:         20,
-			ResultConcurrency:       4,
-			ReadinessInterval:       time.Second,
-			RecoveryInterval:        10 * time.Second,
-			SweepBatchSize:          100,
-			StaleGrace:              30 * time.Second,
-			StuckThreshold:          2 * time.Minute,
-			MaxStepsPerDecision:     100,
-			Backoff: Backoff{
-				Base:                time.Second,
-				Max:                 3600 * time.Second,
-				Multiplier:          2.0,
-				JitterEnabled:       true,
-				JitterMaxPercentage: 0.15,
-			},
-			Web: Web{Enabled: true, BindAddress: "0.0.0.0:8080"},
 		},
 	}
 }
@@ -224,6 +184,7 @@ func Load(opts Options) (Config, error) {
 		}
 		c.markChanged(before, "flag")
 	}
+	c.link()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
@@ -262,6 +223,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.sources[e.Key] = e.Env
 	}
 	return errors.Join(errs...)
+}
+
+// link copies the worker settings the orchestrator shares (see Config) onto it.
+func (c *Config) link() {
+	c.Orchestration.DefaultStepTimeout = c.Worker.StepTimeout
+	c.Orchestration.DBTimeout = c.Worker.DBTimeout
 }
 
 // markChanged records src as the source of every key whose field differs from before.
@@ -307,7 +274,13 @@ func (c Config) Validate() error {
 			bad(prefix+".bind_address", fmt.Sprintf("%q is not host:port", w.BindAddress))
 		}
 	}
-	checkWeb("worker.web", c.Web)
+	checkWeb("worker.web", c.WorkerWeb)
+	if c.Database.URL == "" {
+		bad(keyDatabaseURL, "required")
+	}
+	if c.Database.MaxConns < 0 {
+		bad(keyMaxConns, "must not be negative")
+	}
 
 	t := c.Telemetry
 	if t.Exporter != ExporterStdout && t.Exporter != ExporterOTLP {
@@ -330,8 +303,8 @@ func (c Config) Validate() error {
 			bad(key, fmt.Sprintf("%d is outside %d..%d", n, lo, hi))
 		}
 	}
-	minDur(keyOrchPoll, o.ResultPollInterval, 10*time.Millisecond)
-	minDur(keyOrchVT, o.ResultVisibilityTimeout, time.Second)
+	minDur(keyOrchPoll, o.PollInterval, 10*time.Millisecond)
+	minDur(keyOrchVT, o.VisibilityTimeout, time.Second)
 	intRange(keyOrchBatch, o.ResultBatchSize, 1, 1000)
 	intRange(keyOrchConcurrency, o.ResultConcurrency, 1, 1000)
 	minDur(keyOrchReadiness, o.ReadinessInterval, 10*time.Millisecond)
@@ -339,7 +312,7 @@ func (c Config) Validate() error {
 	intRange(keyOrchSweepBatch, o.SweepBatchSize, 1, 10000)
 	minDur(keyOrchStaleGrace, o.StaleGrace, 0)
 	minDur(keyOrchStuck, o.StuckThreshold, time.Second)
-	intRange(keyOrchMaxDecision, o.MaxStepsPerDecision, 1, 100000)
+	intRange(keyOrchMaxDecision, o.MaxDecisionSteps, 1, 100000)
 	b := o.Backoff
 	if b.Base <= 0 {
 		bad(keyBackoffBase, "must be positive")
@@ -353,10 +326,10 @@ func (c Config) Validate() error {
 	if b.Multiplier < 1 || b.Multiplier > 100 {
 		bad(keyBackoffMultiplier, fmt.Sprintf("%g is outside 1..100", b.Multiplier))
 	}
-	if b.JitterMaxPercentage < 0 || b.JitterMaxPercentage > 1 {
-		bad(keyBackoffJitter, fmt.Sprintf("%g is outside 0..1", b.JitterMaxPercentage))
+	if b.JitterPercent != orchestration.NoJitter && (b.JitterPercent < 0 || b.JitterPercent > 1) {
+		bad(keyBackoffJitter, fmt.Sprintf("%g is outside 0..1", b.JitterPercent))
 	}
-	checkWeb("orchestration.web", o.Web)
+	checkWeb("orchestration.web", c.OrchestrationWeb)
 	return errors.Join(errs...)
 }
 

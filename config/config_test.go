@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/worker"
 )
 
@@ -62,15 +63,16 @@ func TestConfigDefaultsWithoutFile(t *testing.T) {
 	}
 	def := Default()
 	c.Worker.WorkerID, def.Worker.WorkerID = "", ""
-	def.Worker.DatabaseURL = testDB
-	if !reflect.DeepEqual(c.Worker, def.Worker) || c.Web != def.Web || c.Telemetry != def.Telemetry || c.Orchestration != def.Orchestration {
+	def.Database.URL = testDB
+	if !reflect.DeepEqual(c.Worker, def.Worker) || c.WorkerWeb != def.WorkerWeb || c.Telemetry != def.Telemetry ||
+		c.Orchestration != def.Orchestration || c.OrchestrationWeb != def.OrchestrationWeb || c.Database != def.Database {
 		t.Fatalf("loaded %+v\nwant %+v", c, def)
 	}
 	if c.File != "" || c.Source("common.database.url") != "DATABASE_URL" || c.Source("worker.web.enabled") != "default" {
 		t.Fatalf("file %q, sources %v", c.File, c.sources)
 	}
-	if def.Worker.Concurrency != 10 || def.Worker.PollInterval != 500*time.Millisecond || def.Web.BindAddress != "0.0.0.0:8081" ||
-		def.Orchestration.Backoff.Max != time.Hour || def.Telemetry.Enabled {
+	if def.Worker.Concurrency != 10 || def.Worker.PollInterval != 500*time.Millisecond || def.WorkerWeb.BindAddress != "0.0.0.0:8081" ||
+		def.Orchestration.Backoff.Max != time.Hour || def.Telemetry.Enabled || def.Orchestration.ProcessorUUID != uuid.Nil {
 		t.Fatalf("defaults changed: %+v", def)
 	}
 }
@@ -120,12 +122,12 @@ bind_address = "127.0.0.1:9000"
 		t.Fatal(err)
 	}
 	w := c.Worker
-	if w.DatabaseURL != "postgres://file/db" || !reflect.DeepEqual(w.Namespaces, []string{"billing", "shipping"}) ||
+	if c.Database.URL != "postgres://file/db" || !reflect.DeepEqual(w.Namespaces, []string{"billing", "shipping"}) ||
 		w.PollInterval != 250*time.Millisecond || w.VisibilityTimeout != 45*time.Second || w.ShutdownTimeout != 1500*time.Millisecond {
 		t.Fatalf("file values not applied: %+v", w)
 	}
-	if w.Concurrency != 8 || c.Web.BindAddress != "127.0.0.1:9100" {
-		t.Fatalf("environment did not beat the file: concurrency %d, bind %s", w.Concurrency, c.Web.BindAddress)
+	if w.Concurrency != 8 || c.WorkerWeb.BindAddress != "127.0.0.1:9100" {
+		t.Fatalf("environment did not beat the file: concurrency %d, bind %s", w.Concurrency, c.WorkerWeb.BindAddress)
 	}
 	if w.BatchSize != 9 || w.StepTimeout != 40*time.Second {
 		t.Fatalf("flags did not win: batch %d, step timeout %s", w.BatchSize, w.StepTimeout)
@@ -365,10 +367,10 @@ service_name = "svc-${REGION:-eu}-${STAGE:-}x"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Worker.DatabaseURL != "postgresql://localhost/tasker" || c.Worker.TemplatePath != "/srv/tasks" ||
+	if c.Database.URL != "postgresql://localhost/tasker" || c.TemplatePath != "/srv/tasks" ||
 		!reflect.DeepEqual(c.Worker.Namespaces, []string{"alpha", "beta"}) || c.Worker.Concurrency != 12 ||
-		c.Web.Enabled || c.Web.BindAddress != "0.0.0.0:8081" || c.Telemetry.ServiceName != "svc-us-x" {
-		t.Fatalf("placeholders: %+v %+v %+v", c.Worker, c.Web, c.Telemetry)
+		c.WorkerWeb.Enabled || c.WorkerWeb.BindAddress != "0.0.0.0:8081" || c.Telemetry.ServiceName != "svc-us-x" {
+		t.Fatalf("placeholders: %+v %+v %+v", c.Worker, c.WorkerWeb, c.Telemetry)
 	}
 	// Set variables win over the placeholder's default; the overlay of DATABASE_URL agrees.
 	env = map[string]string{"TEMPLATE_ROOT": "/opt", "HANDLERS": "30", "NS_A": "gamma", "WEB_ON": "true", "DATABASE_URL": testDB}
@@ -376,9 +378,9 @@ service_name = "svc-${REGION:-eu}-${STAGE:-}x"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Worker.DatabaseURL != testDB || c.Worker.TemplatePath != "/opt/tasks" || c.Worker.Concurrency != 30 ||
-		c.Worker.Namespaces[0] != "gamma" || !c.Web.Enabled {
-		t.Fatalf("placeholders with variables set: %+v %+v", c.Worker, c.Web)
+	if c.Database.URL != testDB || c.TemplatePath != "/opt/tasks" || c.Worker.Concurrency != 30 ||
+		c.Worker.Namespaces[0] != "gamma" || !c.WorkerWeb.Enabled {
+		t.Fatalf("placeholders with variables set: %+v %+v", c.Worker, c.WorkerWeb)
 	}
 
 	_, err = Load(Options{Path: path, Getenv: envOf(map[string]string{"HANDLERS": "many"})})
@@ -439,8 +441,8 @@ visibility_timeout_seconds = 70
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Worker.VisibilityTimeout != 50*time.Second || c.Orchestration.ResultVisibilityTimeout != 70*time.Second {
-		t.Fatalf("worker vt %s, orchestration vt %s", c.Worker.VisibilityTimeout, c.Orchestration.ResultVisibilityTimeout)
+	if c.Worker.VisibilityTimeout != 50*time.Second || c.Orchestration.VisibilityTimeout != 70*time.Second {
+		t.Fatalf("worker vt %s, orchestration vt %s", c.Worker.VisibilityTimeout, c.Orchestration.VisibilityTimeout)
 	}
 	// A bad fallback value is named by the key that set it.
 	path = writeTOML(t, "[common.queues]\ndefault_visibility_timeout_seconds = 0\n")
@@ -522,25 +524,28 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
+		Database: Database{URL: "postgres://all/keys", MaxConns: 33, StatementTimeout: 34 * time.Second, LockTimeout: 35 * time.Second},
 		Worker: worker.Config{
-			DatabaseURL: "postgres://all/keys", MaxConns: 33, WorkerID: wid, Namespaces: []string{"a", "b"},
-			TemplatePath: "/t", VisibilityTimeout: 42 * time.Second, PollInterval: 150 * time.Millisecond,
+			WorkerID: wid, Namespaces: []string{"a", "b"},
+			VisibilityTimeout: 42 * time.Second, PollInterval: 150 * time.Millisecond,
 			BatchSize: 3, Concurrency: 4, StepTimeout: 5 * time.Second, ShutdownTimeout: 6 * time.Second,
 			StaleGrace: 7 * time.Second, DBTimeout: 36 * time.Second,
 		},
-		Database:  Database{StatementTimeout: 34 * time.Second, LockTimeout: 35 * time.Second},
-		Web:       Web{Enabled: false, BindAddress: "127.0.0.1:1"},
-		Telemetry: Telemetry{Enabled: true, ServiceName: "svc", Exporter: "otlp", Endpoint: "http://127.0.0.1:4318"},
-		Orchestration: Orchestration{
-			ProcessorUUID: pid, ResultPollInterval: 250 * time.Millisecond, ResultVisibilityTimeout: 43 * time.Second,
+		TemplatePath: "/t",
+		WorkerWeb:    Web{Enabled: false, BindAddress: "127.0.0.1:1"},
+		Telemetry:    Telemetry{Enabled: true, ServiceName: "svc", Exporter: "otlp", Endpoint: "http://127.0.0.1:4318"},
+		Orchestration: orchestration.Config{
+			ProcessorUUID: pid, PollInterval: 250 * time.Millisecond, VisibilityTimeout: 43 * time.Second,
 			ResultBatchSize: 44, ResultConcurrency: 5, ReadinessInterval: 2 * time.Second, RecoveryInterval: 6 * time.Second,
-			SweepBatchSize: 7, StaleGrace: 8 * time.Second, StuckThreshold: 9 * time.Second, MaxStepsPerDecision: 10,
-			Backoff: Backoff{Base: 2 * time.Second, Max: time.Minute, Multiplier: 3, JitterEnabled: false, JitterMaxPercentage: 0.25},
-			Web:     Web{Enabled: false, BindAddress: "127.0.0.1:2"},
+			SweepBatchSize: 7, StaleGrace: 8 * time.Second, StuckThreshold: 9 * time.Second, MaxDecisionSteps: 10,
+			Backoff:            orchestration.BackoffConfig{Base: 2 * time.Second, Max: time.Minute, Multiplier: 3, JitterPercent: orchestration.NoJitter},
+			DefaultStepTimeout: 5 * time.Second, DBTimeout: 36 * time.Second,
 		},
+		OrchestrationWeb: Web{Enabled: false, BindAddress: "127.0.0.1:2"},
 	}
-	if !reflect.DeepEqual(c.Worker, want.Worker) || c.Web != want.Web || c.Telemetry != want.Telemetry || c.Orchestration != want.Orchestration ||
-		c.Database != want.Database {
+	if !reflect.DeepEqual(c.Worker, want.Worker) || c.WorkerWeb != want.WorkerWeb || c.Telemetry != want.Telemetry ||
+		c.Orchestration != want.Orchestration || c.OrchestrationWeb != want.OrchestrationWeb || c.Database != want.Database ||
+		c.TemplatePath != want.TemplatePath {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
 	for _, e := range table {
@@ -620,5 +625,52 @@ func TestConfigKeysDocumented(t *testing.T) {
 			return
 		}
 		t.Errorf("README.md's configuration table differs from MarkdownTable(); regenerate it with TASKER_WRITE_README_TABLE=1 go test ./config/")
+	}
+}
+
+// TestConfigJitterSwitchAnyOrder checks that jitter_enabled = false disables jitter whether it
+// comes before or after jitter_max_percentage, and that an out-of-range percentage is still
+// reported when jitter is off.
+func TestConfigJitterSwitchAnyOrder(t *testing.T) {
+	env := envOf(map[string]string{"DATABASE_URL": testDB})
+	for _, body := range []string{
+		"[common.backoff]\njitter_enabled = false\njitter_max_percentage = 0.3\n",
+		"[common.backoff]\njitter_max_percentage = 0.3\njitter_enabled = false\n",
+	} {
+		c, err := Load(Options{Path: writeTOML(t, body), Getenv: env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Orchestration.Backoff.JitterPercent; got != orchestration.NoJitter {
+			t.Errorf("%q: JitterPercent = %g, want NoJitter", body, got)
+		}
+	}
+	c, err := Load(Options{Path: writeTOML(t, "[common.backoff]\njitter_enabled = true\njitter_max_percentage = 0.3\n"), Getenv: env})
+	if err != nil || c.Orchestration.Backoff.JitterPercent != 0.3 {
+		t.Fatalf("jitter on: %g, %v", c.Orchestration.Backoff.JitterPercent, err)
+	}
+	_, err = Load(Options{Path: writeTOML(t, "[common.backoff]\njitter_enabled = false\njitter_max_percentage = 1.5\n"), Getenv: env})
+	if texts := errorTexts(t, err); !containsText(texts, "config: common.backoff.jitter_max_percentage: 1.5 is outside 0..1") {
+		t.Fatalf("errors = %q", texts)
+	}
+}
+
+// TestConfigOrchestratorFollowsWorkerTimeouts checks that the step timeout and the database call
+// timeout, one key each, reach the orchestrator from the file, the environment and flags alike.
+func TestConfigOrchestratorFollowsWorkerTimeouts(t *testing.T) {
+	path := writeTOML(t, "[worker.mpsc_channels.handler_dispatch]\nhandler_timeout_ms = 45000\n")
+	c, err := Load(Options{Path: path, Getenv: envOf(map[string]string{"DATABASE_URL": testDB, "TASKER_DB_CALL_TIMEOUT": "4s"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Orchestration; o.DefaultStepTimeout != 45*time.Second || o.DBTimeout != 4*time.Second {
+		t.Fatalf("orchestration step timeout %s, db timeout %s", o.DefaultStepTimeout, o.DBTimeout)
+	}
+	c, err = Load(Options{Path: path, Getenv: envOf(map[string]string{"DATABASE_URL": testDB}), Apply: func(c *Config) error {
+		c.Worker.StepTimeout = time.Minute
+		return nil
+	}})
+	if err != nil || c.Orchestration.DefaultStepTimeout != time.Minute {
+		t.Fatalf("after a flag: %s, %v", c.Orchestration.DefaultStepTimeout, err)
 	}
 }

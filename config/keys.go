@@ -37,6 +37,9 @@ const (
 	keyBackoffMax        = "common.backoff.max_backoff_seconds"
 	keyBackoffMultiplier = "common.backoff.backoff_multiplier"
 	keyBackoffJitter     = "common.backoff.jitter_max_percentage"
+	keyJitterEnabled     = "common.backoff.jitter_enabled"
+	keyDatabaseURL       = "common.database.url"
+	keyMaxConns          = "common.database.pool.max_connections"
 	keyCommonVT          = "common.queues.default_visibility_timeout_seconds"
 	keyWorkerVT          = "worker.event_systems.worker.timing.visibility_timeout_seconds"
 	keyStatementTimeout  = "common.database.statement_timeout_ms"
@@ -58,7 +61,9 @@ const (
 )
 
 // entry is one key of the table that drives decoding, the environment overlay, error naming and
-// the documentation. field is the dotted Go path of the setting inside Config.
+// the documentation. field is the dotted Go path of the setting inside Config; the two keys
+// without one (common.queues.default_visibility_timeout_seconds, common.backoff.jitter_enabled)
+// are applied by decodeTOML.
 type entry struct {
 	Key, Env, Meaning string
 	field             string
@@ -70,9 +75,9 @@ type entry struct {
 // table lists every accepted key, in documentation order. Where two keys set one field, the
 // first is the primary one (named for values that came from flags).
 var table = []entry{
-	{Key: "common.database.url", Env: "DATABASE_URL", field: "Worker.DatabaseURL", kind: kString, defaultDoc: "(required)",
+	{Key: keyDatabaseURL, Env: "DATABASE_URL", field: "Database.URL", kind: kString, defaultDoc: "(required)",
 		Meaning: "PostgreSQL URL of the tasker schema and PGMQ. tasker-core's file writes `${DATABASE_URL:-…}`."},
-	{Key: "common.database.pool.max_connections", Env: "TASKER_DB_MAX_CONNS", field: "Worker.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
+	{Key: keyMaxConns, Env: "TASKER_DB_MAX_CONNS", field: "Database.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
 		Meaning: "Database pool size (tasker-core default 25). 0 means max_concurrent_handlers + 4."},
 	{Key: keyStatementTimeout, Env: "TASKER_DB_STATEMENT_TIMEOUT", field: "Database.StatementTimeout", kind: kMillis,
 		Meaning: "Server-side statement_timeout of every connection; 0 keeps the server's (ours; a URL parameter wins). Migrations lift it."},
@@ -86,14 +91,14 @@ var table = []entry{
 		Meaning: "Retry backoff base: the first element is used, as in tasker-core (its default is [1, 5, 15, 30, 60])."},
 	{Key: keyBackoffMax, field: "Orchestration.Backoff.Max", kind: kSeconds, Meaning: "Retry backoff cap."},
 	{Key: keyBackoffMultiplier, field: "Orchestration.Backoff.Multiplier", kind: kFloat, Meaning: "Retry backoff growth per attempt (1..100)."},
-	{Key: "common.backoff.jitter_enabled", field: "Orchestration.Backoff.JitterEnabled", kind: kBool, Meaning: "Randomize retry delays."},
-	{Key: keyBackoffJitter, field: "Orchestration.Backoff.JitterMaxPercentage", kind: kFloat, Meaning: "Largest jitter as a fraction of the delay (0..1)."},
+	{Key: keyJitterEnabled, kind: kBool, defaultDoc: "true", Meaning: "Randomize retry delays."},
+	{Key: keyBackoffJitter, field: "Orchestration.Backoff.JitterPercent", kind: kFloat, Meaning: "Largest jitter as a fraction of the delay (0..1)."},
 
 	{Key: "worker.worker_id", Env: "TASKER_WORKER_ID", field: "Worker.WorkerID", kind: kString, defaultDoc: "worker_<new UUIDv7>",
 		Meaning: "Worker identity, `worker_<uuid>`; its uuid is recorded as worker_uuid in transitions. (tasker-core's display-only id has another form.)"},
 	{Key: "worker.namespaces", Env: "TASKER_NAMESPACES", field: "Worker.Namespaces", kind: kStrings, defaultDoc: "[] (the templates' namespaces)",
 		Meaning: "Namespaces whose worker_<ns>_queue this worker consumes (ours; env: comma separated)."},
-	{Key: "worker.template_path", Env: "TASKER_TEMPLATE_PATH", field: "Worker.TemplatePath", kind: kString,
+	{Key: "worker.template_path", Env: "TASKER_TEMPLATE_PATH", field: "TemplatePath", kind: kString,
 		Meaning: "Directory of task template YAML files registered at start (ours; tasker-core reads only the variable)."},
 	{Key: keyWorkerVT, Env: "TASKER_VISIBILITY_TIMEOUT", field: "Worker.VisibilityTimeout", kind: kSeconds,
 		Meaning: "PGMQ visibility timeout of a read step message; extended while the handler runs."},
@@ -109,16 +114,16 @@ var table = []entry{
 		Meaning: "How long in-flight handlers may drain on shutdown (ours)."},
 	{Key: "worker.stale_grace_seconds", Env: "TASKER_STALE_GRACE", field: "Worker.StaleGrace", kind: kSeconds,
 		Meaning: "Added to a step's timeout before an in_progress step of another worker counts as abandoned (ours)."},
-	{Key: "worker.web.enabled", Env: "TASKER_WEB_ENABLED", field: "Web.Enabled", kind: kBool,
+	{Key: "worker.web.enabled", Env: "TASKER_WEB_ENABLED", field: "WorkerWeb.Enabled", kind: kBool,
 		Meaning: "Serve /health, /metrics and /v1/templates."},
-	{Key: "worker.web.bind_address", Env: "TASKER_WEB_BIND_ADDRESS", field: "Web.BindAddress", kind: kString,
+	{Key: "worker.web.bind_address", Env: "TASKER_WEB_BIND_ADDRESS", field: "WorkerWeb.BindAddress", kind: kString,
 		Meaning: "host:port of the worker's HTTP server."},
 
 	{Key: "orchestration.processor_uuid", field: "Orchestration.ProcessorUUID", kind: kUUID, defaultDoc: `"" (a new UUIDv7 per start)`,
 		Meaning: "Orchestrator id written to task_transitions.processor_uuid (ours)."},
-	{Key: keyOrchPoll, field: "Orchestration.ResultPollInterval", kind: kSeconds,
+	{Key: keyOrchPoll, field: "Orchestration.PollInterval", kind: kSeconds,
 		Meaning: "Fallback poll period of orchestration_step_results (tasker-core 5, test 1); fractions allowed."},
-	{Key: keyOrchVT, field: "Orchestration.ResultVisibilityTimeout", kind: kSeconds,
+	{Key: keyOrchVT, field: "Orchestration.VisibilityTimeout", kind: kSeconds,
 		Meaning: "Visibility timeout of a result message being processed."},
 	{Key: keyOrchBatch, field: "Orchestration.ResultBatchSize", kind: kInt,
 		Meaning: "Result messages per read (1..1000)."},
@@ -134,11 +139,11 @@ var table = []entry{
 		Meaning: "Added to a step's timeout before the orchestrator recovers it from a dead worker (ours)."},
 	{Key: keyOrchStuck, field: "Orchestration.StuckThreshold", kind: kSeconds,
 		Meaning: "How long a task may rest in a transient state before the recovery sweep re-evaluates it (ours)."},
-	{Key: keyOrchMaxDecision, field: "Orchestration.MaxStepsPerDecision", kind: kInt,
+	{Key: keyOrchMaxDecision, field: "Orchestration.MaxDecisionSteps", kind: kInt,
 		Meaning: "Most steps one decision outcome may create."},
-	{Key: "orchestration.web.enabled", field: "Orchestration.Web.Enabled", kind: kBool,
+	{Key: "orchestration.web.enabled", field: "OrchestrationWeb.Enabled", kind: kBool,
 		Meaning: "Serve the orchestrator's /health and /metrics."},
-	{Key: "orchestration.web.bind_address", field: "Orchestration.Web.BindAddress", kind: kString,
+	{Key: "orchestration.web.bind_address", field: "OrchestrationWeb.BindAddress", kind: kString,
 		Meaning: "host:port of the orchestrator's HTTP server."},
 
 	{Key: "telemetry.enabled", Env: "TASKER_TELEMETRY_ENABLED", field: "Telemetry.Enabled", kind: kBool,

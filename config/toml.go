@@ -11,6 +11,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/uuid"
+
+	"github.com/tasker-go/tasker/orchestration"
 )
 
 // decodeTOML parses data and applies every key of the table found in it to c, reporting unknown
@@ -25,6 +27,7 @@ func decodeTOML(c *Config, data string, getenv func(string) string) error {
 		errs     []error
 		skip     []string // unknown tables: their keys are not reported again
 		commonVT *time.Duration
+		jitterOn *bool
 	)
 	for _, k := range md.Keys() {
 		key := k.String()
@@ -65,6 +68,17 @@ func decodeTOML(c *Config, data string, getenv func(string) string) error {
 			c.sources[key] = fromFileMark
 			continue
 		}
+		if key == keyJitterEnabled {
+			b, err := convert(e.kind, val, getenv)
+			if err != nil {
+				errs = append(errs, &Error{Key: key, Message: err.Error()})
+				continue
+			}
+			on := b.(bool)
+			jitterOn = &on
+			c.sources[key] = fromFileMark
+			continue
+		}
 		if err := e.setValue(c, val, getenv); err != nil {
 			errs = append(errs, &Error{Key: key, Message: err.Error()})
 			continue
@@ -77,9 +91,15 @@ func decodeTOML(c *Config, data string, getenv func(string) string) error {
 			c.via[keyWorkerVT] = keyCommonVT
 		}
 		if _, set := c.sources[keyOrchVT]; !set {
-			c.Orchestration.ResultVisibilityTimeout = *commonVT
+			c.Orchestration.VisibilityTimeout = *commonVT
 			c.via[keyOrchVT] = keyCommonVT
 		}
+	}
+	// jitter_enabled = false is the orchestrator's NoJitter, applied after the whole file so that
+	// the order of the two keys does not matter. An out-of-range jitter_max_percentage is kept
+	// for Validate to report.
+	if pct := c.Orchestration.Backoff.JitterPercent; jitterOn != nil && !*jitterOn && pct >= 0 && pct <= 1 {
+		c.Orchestration.Backoff.JitterPercent = orchestration.NoJitter
 	}
 	return errors.Join(errs...)
 }

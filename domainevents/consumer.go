@@ -18,11 +18,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/queue"
-	"github.com/tasker-go/tasker/worker"
 )
 
 // Reasons the consumer archives a message; written to the archived message's headers under
-// worker.ArchiveReasonHeader, with the details under ArchiveReasonHeader+"-why".
+// queue.ArchiveReasonHeader, with the details under queue.ArchiveDetailHeader.
 const (
 	ReasonMalformedEvent        = "malformed_event"
 	ReasonMaxDeliveriesExceeded = "max_deliveries_exceeded"
@@ -455,23 +454,10 @@ func (c *DurableConsumer) release(q string, m queue.Message) {
 func (c *DurableConsumer) archive(q string, id int64, reason, why string, extra map[string]string, log *slog.Logger) {
 	ctx, cancel := c.dbctx()
 	defer cancel()
-	headers := map[string]string{
-		worker.ArchiveReasonHeader:          reason,
-		worker.ArchiveReasonHeader + "-why": why,
-		"x-tasker-archived-by":              c.cfg.ConsumerID,
-	}
-	for k, v := range extra {
-		headers[k] = v
-	}
-	tx, err := c.pool.Begin(ctx)
-	if err == nil {
-		defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-		if err = c.q.AnnotateTx(ctx, tx, q, id, headers); err == nil {
-			if _, err = c.q.ArchiveTx(ctx, tx, q, id); err == nil {
-				err = tx.Commit(ctx)
-			}
-		}
-	}
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		_, err := c.q.ArchiveWithReasonTx(ctx, tx, q, id, reason, why, c.cfg.ConsumerID, extra)
+		return err
+	})
 	if err != nil {
 		log.Error("could not archive the message; it will be read again", "reason", reason, "error", err)
 		return

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tasker-go/tasker/protocol"
 	"github.com/tasker-go/tasker/queue"
-	"github.com/tasker-go/tasker/worker"
 )
 
 // StepPublisherConfig configures a StepPublisher; every field is optional.
@@ -47,11 +46,6 @@ type StepPublisher struct {
 	durable, fast, skippedCondition, skippedPublisher, schemaInvalid, publisherErrors,
 	sendErrors, declarationErrors, fastWithoutBus, stepsDeclined atomic.Int64
 }
-
-var (
-	_ worker.EventPublisher = (*StepPublisher)(nil)
-	_ worker.DurableDecider = (*StepPublisher)(nil)
-)
 
 // pendingEvents is what PublishDurable wrote for one completion, kept until PublishAfterCommit
 // confirms the commit (then AfterPublish runs) or swept when the completion rolled back.

@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -327,9 +328,9 @@ func (s *StepContext) failureContext() map[string]any {
 
 // ---- generic decoders ----
 
-// DecodeInput decodes one task context field (tasker-core's get_input). A missing field is a
-// ValidationError coded MISSING_CONTEXT_FIELD; a mistyped one INVALID_CONTEXT_FIELD.
-func DecodeInput[T any](s *StepContext, key string) (T, error) {
+// DecodeContextField decodes one task context field (tasker-core's get_input). A missing field
+// is a ValidationError coded MISSING_CONTEXT_FIELD; a mistyped one INVALID_CONTEXT_FIELD.
+func DecodeContextField[T any](s *StepContext, key string) (T, error) {
 	var v T
 	raw, ok := s.Input(key)
 	if !ok {
@@ -341,40 +342,54 @@ func DecodeInput[T any](s *StepContext, key string) (T, error) {
 	return v, nil
 }
 
-// InputOr decodes one task context field, or returns def when it is missing or mistyped.
-func InputOr[T any](s *StepContext, key string, def T) T {
-	v, err := DecodeInput[T](s, key)
+// ContextFieldOr decodes one task context field, or returns def when it is missing or mistyped.
+func ContextFieldOr[T any](s *StepContext, key string, def T) T {
+	v, err := DecodeContextField[T](s, key)
 	if err != nil {
 		return def
 	}
 	return v
 }
 
-// DecodeInputData decodes the whole task context into T (ValidationError on mismatch).
-func DecodeInputData[T any](s *StepContext) (T, error) {
+// DecodeContext decodes the whole task context into T; a task without one decodes as {}. A
+// mismatch is a ValidationError naming the field: INVALID_CONTEXT_FIELD with context "field"
+// when the decoder names one, INVALID_CONTEXT otherwise.
+func DecodeContext[T any](s *StepContext) (T, error) {
 	var v T
-	raw := s.InputData()
-	if len(raw) == 0 {
-		raw = json.RawMessage(`{}`)
-	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return v, ValidationError("invalid task context").WithCode("INVALID_CONTEXT").Wrap(err)
+	if err := decodeObject(s.InputData(), &v); err != nil {
+		return v, decodeError(ValidationError, "task context", "INVALID_CONTEXT", "INVALID_CONTEXT_FIELD", err)
 	}
 	return v, nil
 }
 
-// DecodeInputs decodes the step inputs (workflow_steps.inputs) into T (PermanentError on
-// mismatch).
-func DecodeInputs[T any](s *StepContext) (T, error) {
+// DecodeStepInputs decodes the step inputs (workflow_steps.inputs) into T; empty inputs decode as
+// {}. A mismatch is a PermanentError coded INVALID_STEP_INPUTS, naming the field (message and
+// context "field") when the decoder names one.
+func DecodeStepInputs[T any](s *StepContext) (T, error) {
 	var v T
-	raw := s.StepInputs()
-	if len(raw) == 0 {
-		raw = json.RawMessage(`{}`)
-	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return v, PermanentError("invalid step inputs").WithCode("INVALID_STEP_INPUTS").Wrap(err)
+	if err := decodeObject(s.StepInputs(), &v); err != nil {
+		return v, decodeError(PermanentError, "step inputs", "INVALID_STEP_INPUTS", "INVALID_STEP_INPUTS", err)
 	}
 	return v, nil
+}
+
+// decodeObject unmarshals raw into dst, reading empty input as {}.
+func decodeObject(raw json.RawMessage, dst any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage(`{}`)
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+// decodeError describes a failed decode of what: a mistyped field is named in the message and
+// in the "field" context entry, with fieldCode; anything else gets code.
+func decodeError(kind func(string) *StepError, what, code, fieldCode string, err error) *StepError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return kind(fmt.Sprintf("invalid %s field %q: want %s, got JSON %s", what, te.Field, te.Type, te.Value)).
+			WithCode(fieldCode).WithContext("field", te.Field).Wrap(err)
+	}
+	return kind("invalid " + what).WithCode(code).Wrap(err)
 }
 
 // DecodeConfig decodes one handler.initialization entry (tasker-core's get_config). Missing or

@@ -122,22 +122,22 @@ func TestDecodeHelpers(t *testing.T) {
 	s := newStep(withDep("validate_order", `{"order_total":209.97,"customer":{"id":7}}`), withDep("bare", `36`),
 		withInputs(`{"operation":"sum","cursor":{"batch_id":"001"}}`))
 
-	if n, err := DecodeInput[int](s, "even_number"); err != nil || n != 6 {
-		t.Fatalf("DecodeInput = %v %v", n, err)
+	if n, err := DecodeContextField[int](s, "even_number"); err != nil || n != 6 {
+		t.Fatalf("DecodeContextField = %v %v", n, err)
 	}
-	if c, err := DecodeInput[customer](s, "customer"); err != nil || c.Email != "a@b.c" {
-		t.Fatalf("DecodeInput struct = %v %v", c, err)
+	if c, err := DecodeContextField[customer](s, "customer"); err != nil || c.Email != "a@b.c" {
+		t.Fatalf("DecodeContextField struct = %v %v", c, err)
 	}
-	if InputOr(s, "missing", 42) != 42 || InputOr(s, "even_number", 0) != 6 {
-		t.Fatal("InputOr")
+	if ContextFieldOr(s, "missing", 42) != 42 || ContextFieldOr(s, "even_number", 0) != 6 {
+		t.Fatal("ContextFieldOr")
 	}
-	whole, err := DecodeInputData[map[string]any](s)
+	whole, err := DecodeContext[map[string]any](s)
 	if err != nil || whole["even_number"] != float64(6) {
-		t.Fatalf("DecodeInputData = %v %v", whole, err)
+		t.Fatalf("DecodeContext = %v %v", whole, err)
 	}
-	inputs, err := DecodeInputs[struct{ Operation string }](s)
+	inputs, err := DecodeStepInputs[struct{ Operation string }](s)
 	if err != nil || inputs.Operation != "sum" {
-		t.Fatalf("DecodeInputs = %v %v", inputs, err)
+		t.Fatalf("DecodeStepInputs = %v %v", inputs, err)
 	}
 	if f, err := DecodeConfig[float64](s, "factor"); err != nil || f != 3 {
 		t.Fatalf("DecodeConfig = %v %v", f, err)
@@ -162,20 +162,28 @@ func TestDecodeHelpers(t *testing.T) {
 		retryable bool
 		errorType string
 	}{
-		{"missing input", second(DecodeInput[int](s, "nope")), "MISSING_CONTEXT_FIELD", false, ErrorTypeValidation},
-		{"mistyped input", second(DecodeInput[int](s, "customer")), "INVALID_CONTEXT_FIELD", false, ErrorTypeValidation},
+		{"missing input", second(DecodeContextField[int](s, "nope")), "MISSING_CONTEXT_FIELD", false, ErrorTypeValidation},
+		{"mistyped input", second(DecodeContextField[int](s, "customer")), "INVALID_CONTEXT_FIELD", false, ErrorTypeValidation},
 		{"missing config", second(DecodeConfig[int](s, "nope")), "MISSING_CONFIG", false, ErrorTypePermanent},
 		{"missing dependency", second(DecodeDependency[int](s, "nope")), "MISSING_DEPENDENCY", true, ErrorTypeRetryable},
 		{"mistyped dependency", second(DecodeDependency[string](s, "bare")), "INVALID_DEPENDENCY_RESULT", false, ErrorTypePermanent},
 		{"missing dependency field", second(DecodeDependencyField[int](s, "validate_order", "nope")), "MISSING_DEPENDENCY_FIELD", false, ErrorTypePermanent},
 		{"path through a scalar", second(DecodeDependencyField[int](s, "bare", "x")), "MISSING_DEPENDENCY_FIELD", false, ErrorTypePermanent},
-		{"mistyped inputs", second(DecodeInputs[[]int](s)), "INVALID_STEP_INPUTS", false, ErrorTypePermanent},
+		{"mistyped inputs", second(DecodeStepInputs[[]int](s)), "INVALID_STEP_INPUTS", false, ErrorTypePermanent},
+		{"mistyped inputs field", second(DecodeStepInputs[struct{ Operation int }](s)), "INVALID_STEP_INPUTS", false, ErrorTypePermanent},
+		{"context not an object", second(DecodeContext[[]int](s)), "INVALID_CONTEXT", false, ErrorTypeValidation},
+		{"mistyped context field", second(DecodeContext[struct {
+			Customer struct{ ID string } `json:"customer"`
+		}](s)), "INVALID_CONTEXT_FIELD", false, ErrorTypeValidation},
 	}
 	for _, tc := range errCases {
 		var se *StepError
 		if !errors.As(tc.err, &se) || se.Code != tc.code || se.Retryable != tc.retryable || se.ErrorType != tc.errorType {
 			t.Errorf("%s: %#v", tc.name, tc.err)
 		}
+	}
+	if se := Classify(errCases[len(errCases)-1].err); se.Context["field"] != "customer.ID" || !strings.Contains(se.Message, `"customer.ID"`) {
+		t.Errorf("the mistyped context field must be named: %q %v", se.Message, se.Context)
 	}
 }
 

@@ -5,13 +5,17 @@
 //
 // A minimal handler:
 //
-//	handlers.MustRegister("linear_step_2", handlers.Func(func(ctx context.Context, s *handlers.StepContext) (any, error) {
+//	reg := handlers.NewRegistry()
+//	reg.MustRegister("linear_step_2", handlers.Func(func(ctx context.Context, s *handlers.StepContext) (any, error) {
 //		prev, err := handlers.DecodeDependency[int64](s, "linear_step_1")
 //		if err != nil {
 //			return nil, err
 //		}
 //		return prev * prev, nil
 //	}))
+//
+// Typed and TypedWithInputs adapt functions that take the task context (and step inputs) decoded
+// into the author's structs; package handlertest runs handlers in unit tests.
 //
 // The worker resolves the handler from the step definition, runs it with Run (which turns panics
 // into failures), and converts the Result with ToExecutionResult into the StepExecutionResult

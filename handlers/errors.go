@@ -8,24 +8,25 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
-// Standard error_type values. The first five are tasker-core's documented handler set; the
-// handler_* and checkpoint_error values are the ones its runtime writes for synthetic failures.
+// Standard error_type values, for handler authors (defined in protocol, see there).
 const (
-	ErrorTypePermanent       = "permanent_error"
-	ErrorTypeRetryable       = "retryable_error"
-	ErrorTypeValidation      = "validation_error"
-	ErrorTypeTimeout         = "timeout"
-	ErrorTypeHandler         = "handler_error"
-	ErrorTypeHandlerNotFound = "handler_not_found"
-	ErrorTypeHandlerPanic    = "handler_panic"
-	ErrorTypeHandlerTimeout  = "handler_timeout"
-	ErrorTypeCheckpoint      = "checkpoint_error"
-	ErrorTypeNetwork         = "network_error"
-	ErrorTypeDecision        = "decision_error"
-	ErrorTypeSerialization   = "serialization_error"
-	ErrorTypeWorkerShutdown  = "worker_shutdown"
+	ErrorTypePermanent       = protocol.ErrorTypePermanent
+	ErrorTypeRetryable       = protocol.ErrorTypeRetryable
+	ErrorTypeValidation      = protocol.ErrorTypeValidation
+	ErrorTypeTimeout         = protocol.ErrorTypeTimeout
+	ErrorTypeHandler         = protocol.ErrorTypeHandler
+	ErrorTypeHandlerNotFound = protocol.ErrorTypeHandlerNotFound
+	ErrorTypeHandlerPanic    = protocol.ErrorTypeHandlerPanic
+	ErrorTypeHandlerTimeout  = protocol.ErrorTypeHandlerTimeout
+	ErrorTypeCheckpoint      = protocol.ErrorTypeCheckpoint
+	ErrorTypeNetwork         = protocol.ErrorTypeNetwork
+	ErrorTypeDecision        = protocol.ErrorTypeDecision
+	ErrorTypeSerialization   = protocol.ErrorTypeSerialization
+	ErrorTypeWorkerShutdown  = protocol.ErrorTypeWorkerShutdown
 )
 
 // StepError is an error a handler returns to control how its failure is reported: message,

@@ -53,7 +53,7 @@ func ExampleFunc() {
 type routingDecision struct{ handlers.Decision }
 
 func (d routingDecision) Call(_ context.Context, s *handlers.StepContext) handlers.Result {
-	amount, err := handlers.DecodeInput[int64](s, "amount")
+	amount, err := handlers.DecodeContextField[int64](s, "amount")
 	if err != nil {
 		return handlers.ErrorResult(err)
 	}

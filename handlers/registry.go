@@ -47,17 +47,18 @@ func (e *NotFoundError) Error() string {
 // Unwrap returns ErrHandlerNotFound.
 func (e *NotFoundError) Unwrap() error { return ErrHandlerNotFound }
 
-// Resolver maps a handler definition to a handler, e.g. by callable prefix or a naming scheme.
-// It returns false when it cannot resolve the definition.
+// Resolver is one link of a Registry's resolver chain: it maps a handler definition to a
+// handler, e.g. by callable prefix or a naming scheme, and reports false when it has none.
+// (Registry.Resolve, which walks the chain, returns an error instead.)
 type Resolver interface {
-	Resolve(def protocol.HandlerDefinition) (Handler, bool)
+	Lookup(def protocol.HandlerDefinition) (Handler, bool)
 }
 
 // ResolverFunc adapts a function to Resolver.
 type ResolverFunc func(def protocol.HandlerDefinition) (Handler, bool)
 
-// Resolve calls f.
-func (f ResolverFunc) Resolve(def protocol.HandlerDefinition) (Handler, bool) { return f(def) }
+// Lookup calls f.
+func (f ResolverFunc) Lookup(def protocol.HandlerDefinition) (Handler, bool) { return f(def) }
 
 // ExplicitMappingResolver is the name of the built-in resolver over registered names; a step's
 // handler.resolver may name it (or a resolver added with AddResolver) to bypass the chain.
@@ -101,15 +102,6 @@ func NewRegistry() *Registry {
 	r.nextSeq = 1
 	return r
 }
-
-// Default is the process-wide registry used by the package-level Register functions.
-var Default = NewRegistry()
-
-// Register adds a handler to Default.
-func Register(name string, h Handler) error { return Default.Register(name, h) }
-
-// MustRegister adds a handler to Default and panics on error (for init functions).
-func MustRegister(name string, h Handler) { Default.MustRegister(name, h) }
 
 // Register maps name (usually a handler.callable, or "callable#method") to h. It fails for an
 // empty name, a nil handler, or a name already registered.
@@ -223,7 +215,7 @@ func (r *Registry) resolveExplicit(def protocol.HandlerDefinition) (Handler, boo
 //
 // Failures are *NotFoundError.
 func (r *Registry) Resolve(def protocol.HandlerDefinition) (Handler, error) {
-	h, err := r.lookup(def)
+	h, err := r.find(def)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +256,8 @@ func (r *Registry) ResolveWithFallback(def protocol.HandlerDefinition, fallbacks
 	return nil, err
 }
 
-func (r *Registry) lookup(def protocol.HandlerDefinition) (Handler, error) {
+// find asks the hinted resolver, or the chain in order, for def's handler.
+func (r *Registry) find(def protocol.HandlerDefinition) (Handler, error) {
 	r.mu.RLock()
 	chain := slices.Clone(r.resolvers)
 	hinted, hintOK := r.byName[def.Resolver]
@@ -274,13 +267,13 @@ func (r *Registry) lookup(def protocol.HandlerDefinition) (Handler, error) {
 		if !hintOK {
 			return nil, &NotFoundError{Callable: def.Callable, Reason: fmt.Sprintf("resolver %q not found in chain", def.Resolver)}
 		}
-		if h, ok := hinted.Resolve(def); ok && h != nil {
+		if h, ok := hinted.Lookup(def); ok && h != nil {
 			return h, nil
 		}
 		return nil, &NotFoundError{Callable: def.Callable, Reason: fmt.Sprintf("resolver %q could not resolve it", def.Resolver)}
 	}
 	for _, e := range chain {
-		if h, ok := e.resolver.Resolve(def); ok && h != nil {
+		if h, ok := e.resolver.Lookup(def); ok && h != nil {
 			return h, nil
 		}
 	}

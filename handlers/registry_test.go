@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
-
 	"github.com/tasker-go/tasker/protocol"
 )
 
@@ -198,16 +196,5 @@ func TestResolveWithFallback(t *testing.T) {
 	var nf *NotFoundError
 	if !errors.As(err, &nf) || nf.Callable != def.Callable {
 		t.Fatalf("fallback miss must report the original callable: %v", err)
-	}
-}
-
-func TestDefaultRegistry(t *testing.T) {
-	name := "handlers_test_default_registry_" + uuid.NewString()
-	if err := Register(name, named("d")); err != nil {
-		t.Fatal(err)
-	}
-	MustRegister(name+"_2", named("d2"))
-	if !Default.IsRegistered(name) || !Default.IsRegistered(name+"_2") {
-		t.Fatal("package-level registration")
 	}
 }

@@ -119,7 +119,6 @@ func badOrchestrator(t *testing.T, pool *pgxpool.Pool) *orchestration.Orchestrat
 func badRun(t *testing.T, pool *pgxpool.Pool, o *orchestration.Orchestrator, ns string, reg *handlers.Registry) {
 	t.Helper()
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = []string{ns}
 	cfg.PollInterval = 50 * time.Millisecond
 	cfg.VisibilityTimeout = 2 * time.Second
@@ -596,7 +595,6 @@ func TestBadSQLLookingNames(t *testing.T) {
 	badUnchanged(t, pool, before, "queue operations on an SQL-looking name")
 
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = []string{badSQL}
 	_, err := worker.New(cfg, pool, handlers.NewRegistry())
 	var ce *worker.ConfigError

@@ -64,7 +64,6 @@ func deEvent(name, condition, mode string, schema any) map[string]any {
 func deStart(t *testing.T, pool *pgxpool.Pool, ns string, reg *handlers.Registry, events worker.EventPublisher) *wkRunning {
 	t.Helper()
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = []string{ns}
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.VisibilityTimeout = 3 * time.Second
@@ -517,11 +516,11 @@ func TestDEConsumerRetriesPartialFailuresAndArchives(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d archived messages, want 2 (order.cancelled, the malformed one)", len(got))
 	}
-	if h := got[0].headers; h[worker.ArchiveReasonHeader] != domainevents.ReasonMaxDeliveriesExceeded ||
-		h[domainevents.DeliveredToHeader] != `["ok"]` || !strings.Contains(h[worker.ArchiveReasonHeader+"-why"], "broken") || got[0].reads != 3 {
+	if h := got[0].headers; h[queue.ArchiveReasonHeader] != domainevents.ReasonMaxDeliveriesExceeded ||
+		h[domainevents.DeliveredToHeader] != `["ok"]` || !strings.Contains(h[queue.ArchiveReasonHeader+"-why"], "broken") || got[0].reads != 3 {
 		t.Fatalf("order.cancelled archived with %v after %d reads", h, got[0].reads)
 	}
-	if h := got[1].headers; h[worker.ArchiveReasonHeader] != domainevents.ReasonMalformedEvent {
+	if h := got[1].headers; h[queue.ArchiveReasonHeader] != domainevents.ReasonMalformedEvent {
 		t.Fatalf("malformed message archived with %v", h)
 	}
 	if s := c.c.Stats(); s.Acked != 1 || s.Archived != 2 || s.Malformed != 1 || s.Panics != 3 || s.Failed != 4 {
@@ -777,15 +776,15 @@ func deScenarioHandlers() *handlers.Registry {
 	reg := handlers.NewRegistry()
 	now := func() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 	reg.MustRegister("domain_events.validate_order", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
-		orderID := handlers.InputOr(s, "order_id", "")
+		orderID := handlers.ContextFieldOr(s, "order_id", "")
 		checks := []string{}
 		if orderID != "" {
 			checks = append(checks, "order_id_present")
 		}
-		if handlers.InputOr(s, "customer_id", "") != "" {
+		if handlers.ContextFieldOr(s, "customer_id", "") != "" {
 			checks = append(checks, "customer_id_present")
 		}
-		amount := handlers.InputOr(s, "amount", 0.0)
+		amount := handlers.ContextFieldOr(s, "amount", 0.0)
 		if amount > 0 {
 			checks = append(checks, "amount_positive")
 		} else if handlers.ConfigOr(s, "validation_mode", "") == "strict" {
@@ -794,22 +793,22 @@ func deScenarioHandlers() *handlers.Registry {
 		return handlers.Success(map[string]any{"order_id": orderID, "validation_timestamp": now(), "validation_checks": checks, "validated": true}, nil)
 	}))
 	reg.MustRegister("domain_events.process_payment", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
-		orderID := handlers.InputOr(s, "order_id", "")
-		if handlers.InputOr(s, "simulate_failure", false) {
+		orderID := handlers.ContextFieldOr(s, "order_id", "")
+		if handlers.ContextFieldOr(s, "simulate_failure", false) {
 			return handlers.Failure("Payment declined by processor", "PaymentError", true, handlers.WithCode("PAYMENT_DECLINED"),
 				handlers.WithContext(map[string]any{"order_id": orderID, "failed_at": now()}))
 		}
-		return handlers.Success(map[string]any{"transaction_id": "TXN-" + uuid.NewString(), "amount": handlers.InputOr(s, "amount", 0.0),
+		return handlers.Success(map[string]any{"transaction_id": "TXN-" + uuid.NewString(), "amount": handlers.ContextFieldOr(s, "amount", 0.0),
 			"payment_method": "credit_card", "processed_at": now(), "status": "success"}, nil)
 	}))
 	reg.MustRegister("domain_events.update_inventory", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
-		return handlers.Success(map[string]any{"order_id": handlers.InputOr(s, "order_id", ""),
+		return handlers.Success(map[string]any{"order_id": handlers.ContextFieldOr(s, "order_id", ""),
 			"items":   []map[string]any{{"sku": "ITEM-001", "quantity": 1}, {"sku": "ITEM-002", "quantity": 2}},
 			"success": true, "updated_at": now()}, nil)
 	}))
 	reg.MustRegister("domain_events.send_notification", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
 		return handlers.Success(map[string]any{"notification_id": "NOTIF-" + uuid.NewString(),
-			"channel": handlers.ConfigOr(s, "notification_type", "email"), "recipient": handlers.InputOr(s, "customer_id", ""),
+			"channel": handlers.ConfigOr(s, "notification_type", "email"), "recipient": handlers.ContextFieldOr(s, "customer_id", ""),
 			"sent_at": now(), "status": "delivered"}, nil)
 	}))
 	return reg

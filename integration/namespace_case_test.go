@@ -116,7 +116,6 @@ func TestNamespaceCaseCollisionRefused(t *testing.T) {
 	nsCaseWantConflict(t, "register queuefirst", err, "queuefirst", "QueueFirst")
 
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = []string{"MyNamespace", "mynamespace"}
 	if _, err := worker.New(cfg, pool, handlers.NewRegistry()); err == nil ||
 		!strings.Contains(err.Error(), `"MyNamespace"`) || !strings.Contains(err.Error(), `"mynamespace"`) {
@@ -205,7 +204,7 @@ func TestNamespaceCaseWorkerClaimsOnlyItsNamespace(t *testing.T) {
 	var reason string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := pool.QueryRow(ctx, `SELECT headers->>'`+worker.ArchiveReasonHeader+`' FROM pgmq.a_worker_mynamespace_queue WHERE msg_id = $1`, msgID).Scan(&reason)
+		err := pool.QueryRow(ctx, `SELECT headers->>'`+queue.ArchiveReasonHeader+`' FROM pgmq.a_worker_mynamespace_queue WHERE msg_id = $1`, msgID).Scan(&reason)
 		if err == nil {
 			break
 		}
@@ -229,7 +228,7 @@ func TestNamespaceCaseWorkerClaimsOnlyItsNamespace(t *testing.T) {
 	}
 }
 
-// ClaimQuery with TaskNamespace claims only steps whose task is in exactly that namespace: a
+// A claim with TaskNamespace claims only steps whose task is in exactly that namespace: a
 // differently-cased namespace is another namespace, and its step is left enqueued.
 func TestNamespaceCaseClaimQueryFilters(t *testing.T) {
 	_, pool := testdb.New(t)
@@ -243,32 +242,21 @@ func TestNamespaceCaseClaimQueryFilters(t *testing.T) {
 
 	claim := func(ns string) bool {
 		t.Helper()
-		sql, args, _, err := state.ClaimQuery([]state.StepRef{{StepUUID: step, TaskUUID: f.TaskUUID}},
-			`ws.workflow_step_uuid`, "", state.TransitionOptions{TaskNamespace: ns})
+		cl, err := state.ClaimSteps(ctx, pool, []state.StepRef{{StepUUID: step, TaskUUID: f.TaskUUID}},
+			state.TransitionOptions{TaskNamespace: ns})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := pool.Query(ctx, sql, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		claimed := rows.Next()
-		for rows.Next() {
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return claimed
+		return cl.Steps[0] != nil
 	}
 	if claim("MyNamespace") {
-		t.Fatal("ClaimQuery for MyNamespace claimed a step of mynamespace")
+		t.Fatal("a claim for MyNamespace claimed a step of mynamespace")
 	}
 	if s := wkStepState(t, pool, step); s != state.StepEnqueued {
 		t.Fatalf("step is %s after the refused claim, want enqueued", s)
 	}
 	if !claim("mynamespace") {
-		t.Fatal("ClaimQuery for the step's own namespace did not claim it")
+		t.Fatal("a claim for the step's own namespace did not claim it")
 	}
 	if s := wkStepState(t, pool, step); s != state.StepInProgress {
 		t.Errorf("step is %s after its claim, want in_progress", s)

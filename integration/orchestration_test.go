@@ -635,7 +635,7 @@ func orchSquare(prev map[string]string) handlers.Handler {
 		if p := prev[s.StepName()]; p != "" {
 			n, err = handlers.DecodeDependencyField[int64](s, p, "value")
 		} else {
-			n, err = handlers.DecodeInput[int64](s, "n")
+			n, err = handlers.DecodeContextField[int64](s, "n")
 		}
 		if err != nil {
 			return nil, err
@@ -922,7 +922,7 @@ func TestOrchestrationDecisionPoint(t *testing.T) {
 	orchRegister(t, pool, orchDecisionYAML)
 	reg := handlers.NewRegistry()
 	reg.MustRegister("orch.validate", handlers.Func(func(_ context.Context, s *handlers.StepContext) (any, error) {
-		amount, err := handlers.DecodeInput[int64](s, "amount")
+		amount, err := handlers.DecodeContextField[int64](s, "amount")
 		return map[string]any{"amount": amount}, err
 	}))
 	reg.MustRegister("orch.route", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
@@ -1038,7 +1038,7 @@ func TestOrchestrationBatchProcessing(t *testing.T) {
 	orchRegister(t, pool, orchBatchYAML)
 	reg := handlers.NewRegistry()
 	reg.MustRegister("orch.analyze", handlers.HandlerFunc(func(_ context.Context, s *handlers.StepContext) handlers.Result {
-		n := handlers.InputOr[int](s, "n", 0)
+		n := handlers.ContextFieldOr[int](s, "n", 0)
 		size := handlers.ConfigOr[int](s, "batch_size", 1)
 		if n == 0 {
 			return handlers.NoBatchesResult("empty_dataset", map[string]any{"n": n})

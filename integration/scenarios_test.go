@@ -88,7 +88,6 @@ func scStart(t *testing.T, workers, orchs int) *scSystem {
 func wkStartResolver(t *testing.T, pool *pgxpool.Pool, nss []string, res worker.Resolver, mod func(*worker.Config)) {
 	t.Helper()
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = nss
 	cfg.PollInterval = 100 * time.Millisecond
 	if mod != nil {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -16,36 +15,21 @@ import (
 	"github.com/tasker-go/tasker/state"
 )
 
-// stClaimColumns is the smallest select list ClaimQuery can carry.
-const stClaimColumns = `ws.workflow_step_uuid, ws.attempts`
-
-// stClaim runs one ClaimQuery in a batch outside a transaction (its implicit transaction) and
+// stClaim runs one claim statement outside a transaction (its implicit transaction) and
 // reports whether it claimed, with the pre-claim attempts and the transition it wrote.
-func stClaim(ctx context.Context, q interface {
-	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
-}, step, task uuid.UUID) (claimed bool, before *int32, tr *state.StepTransition, err error) {
-	sql, args, trs, err := state.ClaimQuery([]state.StepRef{{StepUUID: step, TaskUUID: task}}, stClaimColumns, "", state.TransitionOptions{})
-	if err != nil {
+func stClaim(ctx context.Context, q state.BatchSender, step, task uuid.UUID) (claimed bool, before *int32, tr *state.StepTransition, err error) {
+	cl, err := state.ClaimSteps(ctx, q, []state.StepRef{{StepUUID: step, TaskUUID: task}}, state.TransitionOptions{})
+	if err != nil || cl.Steps[0] == nil {
 		return false, nil, nil, err
 	}
-	tr = trs[0]
-	b := &pgx.Batch{}
-	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
-		var id uuid.UUID
-		var index int
-		err := br.QueryRow().Scan(&id, &before, &tr.Attempts, &tr.SortKey, &tr.CreatedAt, &index)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		claimed = err == nil
-		return err
+	if got := cl.Steps[0].Seq.WorkflowStep.WorkflowStepUUID; got != step {
+		return false, nil, nil, fmt.Errorf("claimed step %s, asked for %s", got, step)
 	}
-	err = q.SendBatch(ctx, b).Close()
-	return claimed, before, tr, err
+	return true, cl.Steps[0].Seq.WorkflowStep.Attempts, cl.Transitions[0], nil
 }
 
-// ClaimQuery claims an enqueued step exactly as TransitionStep(Start, ClaimAttempt) does, and
-// writes nothing for a step that is not enqueued or not the given task's.
+// A claim statement claims an enqueued step exactly as TransitionStep(Start, ClaimAttempt)
+// does, hydrates it, and writes nothing for a step that is not enqueued or not the given task's.
 func TestStateClaimQuery(t *testing.T) {
 	_, pool := testdb.New(t)
 	ctx := context.Background()
@@ -262,34 +246,24 @@ func TestStateClaimQueryGroup(t *testing.T) {
 		{StepUUID: d, TaskUUID: f.TaskUUID},
 	}
 	before := map[uuid.UUID]stDBSnapshot{b: stSnapshot(ctx, t, pool, f, b), c: stSnapshot(ctx, t, pool, f, c)}
-	sql, args, trs, err := state.ClaimQuery(refs, stClaimColumns, "", state.TransitionOptions{})
+	cl, err := state.ClaimSteps(ctx, pool, refs, state.TransitionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := pool.Query(ctx, sql, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	trs := cl.Transitions
 	claimed := map[int]uuid.UUID{}
-	for rows.Next() {
-		var (
-			id       uuid.UUID
-			pre      *int32
-			attempts int32
-			sortKey  int
-			created  time.Time
-			index    int
-		)
-		if err := rows.Scan(&id, &pre, &attempts, &sortKey, &created, &index); err != nil {
-			t.Fatal(err)
+	for index, row := range cl.Steps {
+		if row == nil {
+			continue
 		}
-		if attempts != 1 || sortKey != 3 {
-			t.Errorf("step %s: attempts %d, sort_key %d; want 1, 3", id, attempts, sortKey)
+		id := row.Seq.WorkflowStep.WorkflowStepUUID
+		if tr := trs[index]; tr.Attempts != 1 || tr.SortKey != 3 || tr.CreatedAt.IsZero() {
+			t.Errorf("step %s: attempts %d, sort_key %d, created %v; want 1, 3, set", id, tr.Attempts, tr.SortKey, tr.CreatedAt)
+		}
+		if row.Seq.Task.NamespaceName != "state_claimq_group" || row.Seq.WorkflowStep.TaskUUID != f.TaskUUID || row.Current != state.StepEnqueued {
+			t.Errorf("step %s hydrated as namespace %q, task %s, state %s", id, row.Seq.Task.NamespaceName, row.Seq.WorkflowStep.TaskUUID, row.Current)
 		}
 		claimed[index] = id
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(claimed) != 2 || claimed[0] != a || claimed[4] != d {
 		t.Fatalf("claimed %v, want index 0 = %s and 4 = %s", claimed, a, d)
@@ -308,7 +282,7 @@ func TestStateClaimQueryGroup(t *testing.T) {
 			t.Errorf("unclaimed step %s changed:\n%+v\n%+v", s, snap, after)
 		}
 	}
-	if _, _, _, err := state.ClaimQuery([]state.StepRef{{StepUUID: a, TaskUUID: f.TaskUUID}, {StepUUID: a, TaskUUID: f.TaskUUID}}, stClaimColumns, "", state.TransitionOptions{}); err == nil {
+	if _, err := state.QueueClaim(&pgx.Batch{}, []state.StepRef{{StepUUID: a, TaskUUID: f.TaskUUID}, {StepUUID: a, TaskUUID: f.TaskUUID}}, state.TransitionOptions{}); err == nil {
 		t.Fatal("a step named twice was accepted")
 	}
 }
@@ -341,28 +315,18 @@ func TestStateClaimQueryGroupConcurrent(t *testing.T) {
 		for i := range mine {
 			mine[i] = refs[(i*7+k)%steps]
 		}
-		sql, args, _, err := state.ClaimQuery(mine, `ws.workflow_step_uuid`, "", state.TransitionOptions{})
+		cl, err := state.ClaimSteps(ctx, rp, mine, state.TransitionOptions{})
 		if err != nil {
 			return err
 		}
-		rows, err := rp.Query(ctx, sql, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id uuid.UUID
-			var attempts int32
-			var sortKey, index int
-			var created time.Time
-			if err := rows.Scan(&id, &attempts, &sortKey, &created, &index); err != nil {
-				return err
+		for _, row := range cl.Steps {
+			if row != nil {
+				mu.Lock()
+				wins[row.Seq.WorkflowStep.WorkflowStepUUID]++
+				mu.Unlock()
 			}
-			mu.Lock()
-			wins[id]++
-			mu.Unlock()
 		}
-		return rows.Err()
+		return nil
 	})
 	for k, err := range errs {
 		if err != nil {

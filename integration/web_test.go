@@ -1,18 +1,22 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/handlers"
@@ -78,99 +82,59 @@ func webJSON(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
-// webParseMetrics parses the Prometheus text format strictly enough to catch format errors:
-// every sample belongs to a family announced by HELP then TYPE, histogram samples are _bucket,
-// _sum or _count, label values are well quoted, and values parse as floats. It returns the
-// samples keyed by their series text (name{labels} as written).
-func webParseMetrics(t *testing.T, text string) map[string]float64 {
+// webParseMetrics parses a /metrics body with expfmt's text parser (as Prometheus would) and
+// returns the families by name and every sample keyed by its series text, labels in name order:
+// name{a="x",b="y"}, and for histograms name_bucket{...,le="…"}, name_sum and name_count.
+func webParseMetrics(t *testing.T, text string) (map[string]*dto.MetricFamily, map[string]float64) {
 	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v\n%s", err, text)
+	}
 	samples := map[string]float64{}
-	types := map[string]string{}
-	var helped string
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "# HELP "):
-			helped = strings.Fields(line)[2]
-			continue
-		case strings.HasPrefix(line, "# TYPE "):
-			f := strings.Fields(line)
-			if len(f) != 4 || f[2] != helped {
-				t.Fatalf("line %d: TYPE without its HELP: %q", n, line)
-			}
-			if _, dup := types[f[2]]; dup {
-				t.Fatalf("line %d: family %s declared twice", n, f[2])
-			}
-			types[f[2]] = f[3]
-			continue
-		case line == "" || strings.HasPrefix(line, "#"):
-			t.Fatalf("line %d: unexpected %q", n, line)
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			t.Fatalf("line %d: no value: %q", n, line)
-		}
-		series, val := line[:sp], line[sp+1:]
-		v, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			t.Fatalf("line %d: value %q: %v", n, val, err)
-		}
-		name := series
-		if i := strings.IndexByte(series, '{'); i >= 0 {
-			name = series[:i]
-			webCheckLabels(t, n, series[i:])
-		}
-		family := name
-		typ, ok := types[family]
-		if !ok {
-			for _, suf := range []string{"_bucket", "_sum", "_count"} {
-				if base := strings.TrimSuffix(name, suf); base != name && types[base] == "histogram" {
-					family, typ, ok = base, "histogram", true
-				}
-			}
-		}
-		if !ok || family != helped {
-			t.Fatalf("line %d: sample %s outside its family (current %s)", n, name, helped)
-		}
-		if typ == "histogram" && family == name {
-			t.Fatalf("line %d: histogram sample without suffix", n)
-		}
+	add := func(series string, v float64) {
 		if _, dup := samples[series]; dup {
-			t.Fatalf("line %d: duplicate series %s", n, series)
+			t.Fatalf("duplicate series %s", series)
 		}
 		samples[series] = v
 	}
-	return samples
-}
-
-// webCheckLabels checks a {name="value",...} block: names are identifiers, values quoted with
-// only \\, \" and \n escapes.
-func webCheckLabels(t *testing.T, n int, s string) {
-	t.Helper()
-	if !strings.HasSuffix(s, "}") {
-		t.Fatalf("line %d: unterminated labels %q", n, s)
-	}
-	s = s[1 : len(s)-1]
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq <= 0 || len(s) < eq+2 || s[eq+1] != '"' {
-			t.Fatalf("line %d: bad label in %q", n, s)
-		}
-		i := eq + 2
-		for ; i < len(s) && s[i] != '"'; i++ {
-			if s[i] == '\\' {
-				i++
-				if i >= len(s) || !strings.ContainsRune(`\"n`, rune(s[i])) {
-					t.Fatalf("line %d: bad escape in %q", n, s)
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
+			}
+			slices.Sort(labels)
+			series := func(suffix string, extra ...string) string {
+				ls := append(slices.Clone(labels), extra...)
+				if len(ls) == 0 {
+					return name + suffix
 				}
+				return name + suffix + "{" + strings.Join(ls, ",") + "}"
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				add(series(""), m.GetCounter().GetValue())
+			case dto.MetricType_GAUGE:
+				add(series(""), m.GetGauge().GetValue())
+			case dto.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				for _, b := range h.GetBucket() {
+					le := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+					if math.IsInf(b.GetUpperBound(), 1) {
+						le = "+Inf"
+					}
+					add(series("_bucket", `le="`+le+`"`), float64(b.GetCumulativeCount()))
+				}
+				add(series("_sum"), h.GetSampleSum())
+				add(series("_count"), float64(h.GetSampleCount()))
+			default:
+				add(series(""), m.GetUntyped().GetValue())
 			}
 		}
-		if i >= len(s) {
-			t.Fatalf("line %d: unterminated label value in %q", n, s)
-		}
-		s = strings.TrimPrefix(s[i+1:], ",")
 	}
+	return fams, samples
 }
 
 // webWaitStatus polls path until it answers want.
@@ -241,30 +205,39 @@ func TestWebWorkerEndpoints(t *testing.T) {
 	}
 
 	// The completed counter moves right after the completion commits; poll for it.
-	series := `tasker_worker_steps_completed_total{namespace="web_e2e",handler="web_square"}`
-	var m map[string]float64
+	series := `tasker_worker_steps_completed_total{handler="web_square",namespace="web_e2e"}`
+	var (
+		fams map[string]*dto.MetricFamily
+		m    map[string]float64
+	)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		code, body = webGet(t, base, "/metrics")
 		if code != 200 {
 			t.Fatalf("/metrics = %d %s", code, body)
 		}
-		m = webParseMetrics(t, string(body))
+		fams, m = webParseMetrics(t, string(body))
 		if m[series] == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The step is done and no other message comes: the snapshot's counters are settled.
+	snap := run.w.Metrics().Snapshot()
+	if len(snap.Steps) != 1 {
+		t.Fatalf("snapshot steps = %+v", snap.Steps)
+	}
+	st := snap.Steps[0]
 	for s, want := range map[string]float64{
 		series: 1,
-		`tasker_worker_steps_failed_total{namespace="web_e2e",handler="web_square"}`:                        0,
+		`tasker_worker_steps_failed_total{handler="web_square",namespace="web_e2e"}`:                        0,
 		`tasker_worker_info{version="v-test",worker_id="` + workerID + `"}`:                                 1,
 		`tasker_worker_steps_claimed_total`:                                                                 1,
 		`tasker_worker_step_results_committed_total{result="success"}`:                                      1,
 		`tasker_worker_step_results_committed_total{result="failure"}`:                                      0,
-		`tasker_worker_handler_duration_seconds_count{namespace="web_e2e",handler="web_square"}`:            1,
-		`tasker_worker_handler_duration_seconds_bucket{namespace="web_e2e",handler="web_square",le="+Inf"}`: 1,
-		`tasker_worker_handler_duration_seconds_bucket{namespace="web_e2e",handler="web_square",le="60"}`:   1,
+		`tasker_worker_handler_duration_seconds_count{handler="web_square",namespace="web_e2e"}`:            1,
+		`tasker_worker_handler_duration_seconds_bucket{handler="web_square",namespace="web_e2e",le="+Inf"}`: 1,
+		`tasker_worker_handler_duration_seconds_bucket{handler="web_square",namespace="web_e2e",le="60"}`:   1,
 		`tasker_worker_handler_pool_capacity`:                                                               10,
 		`tasker_worker_handler_pool_in_use`:                                                                 0,
 		`tasker_worker_queue_depth{namespace="web_e2e"}`:                                                    0,
@@ -276,12 +249,68 @@ func TestWebWorkerEndpoints(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", s, got, ok, want)
 		}
 	}
+	// The same values as the worker's own snapshot.
+	for s, want := range map[string]float64{
+		`tasker_worker_steps_claimed_total`:                                                      float64(snap.Claimed),
+		`tasker_worker_messages_read_total`:                                                      float64(snap.MessagesRead),
+		`tasker_worker_step_results_committed_total{result="success"}`:                           float64(snap.Completed),
+		`tasker_worker_steps_completed_total{handler="web_square",namespace="web_e2e"}`:          float64(st.Completed),
+		`tasker_worker_handler_duration_seconds_sum{handler="web_square",namespace="web_e2e"}`:   st.SumSeconds,
+		`tasker_worker_handler_duration_seconds_count{handler="web_square",namespace="web_e2e"}`: float64(st.Count),
+	} {
+		if got, ok := m[s]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want the snapshot's %v", s, got, ok, want)
+		}
+	}
+	for i, b := range []string{"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60"} {
+		s := `tasker_worker_handler_duration_seconds_bucket{handler="web_square",namespace="web_e2e",le="` + b + `"}`
+		if got, ok := m[s]; !ok || got != float64(st.Buckets[i]) {
+			t.Errorf("%s = %v (present %v), want the snapshot's %d", s, got, ok, st.Buckets[i])
+		}
+	}
+	for name, typ := range map[string]dto.MetricType{
+		"tasker_worker_info":                        dto.MetricType_GAUGE,
+		"tasker_worker_steps_completed_total":       dto.MetricType_COUNTER,
+		"tasker_worker_handler_duration_seconds":    dto.MetricType_HISTOGRAM,
+		"tasker_worker_queue_last_read_age_seconds": dto.MetricType_GAUGE,
+		"tasker_worker_wakeups_total":               dto.MetricType_COUNTER,
+		"go_goroutines":                             dto.MetricType_GAUGE,
+		"process_cpu_seconds_total":                 dto.MetricType_COUNTER,
+		"process_start_time_seconds":                dto.MetricType_GAUGE,
+		"promhttp_metric_handler_requests_total":    dto.MetricType_COUNTER,
+	} {
+		if f := fams[name]; f == nil || f.GetType() != typ {
+			t.Errorf("family %s = %v, want type %v", name, f, typ)
+		}
+	}
 	// The step's message came either from a read or inside its notification.
 	if got := m["tasker_worker_messages_read_total"] + m[`tasker_worker_notified_claims_total{outcome="claimed"}`]; got != 1 {
 		t.Errorf("messages read + claimed from notifications = %v, want 1", got)
 	}
-	if m["tasker_worker_uptime_seconds"] <= 0 || m["tasker_worker_db_pool_max"] <= 0 {
-		t.Errorf("uptime %v, db pool max %v", m["tasker_worker_uptime_seconds"], m["tasker_worker_db_pool_max"])
+	if m["tasker_worker_uptime_seconds"] <= 0 || m["tasker_worker_db_pool_max"] <= 0 || m["go_goroutines"] <= 0 ||
+		m["process_start_time_seconds"] <= 0 {
+		t.Errorf("uptime %v, db pool max %v, goroutines %v, process start %v", m["tasker_worker_uptime_seconds"],
+			m["tasker_worker_db_pool_max"], m["go_goroutines"], m["process_start_time_seconds"])
+	}
+	if _, ok := m[`tasker_worker_queue_last_read_age_seconds{queue="worker_web_e2e_queue"}`]; !ok {
+		t.Error("no last read age for the worker queue")
+	}
+
+	// A scraper asking for OpenMetrics gets it.
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/openmetrics-text") ||
+		!strings.HasSuffix(string(om), "# EOF\n") || !strings.Contains(string(om), "\n"+series+" 1.0\n") {
+		t.Errorf("OpenMetrics scrape: %v %q\n%s", err, resp.Header.Get("Content-Type"), om)
 	}
 
 	// Templates: the registered template, its handler, and the registry's names.
@@ -323,7 +352,7 @@ func TestWebWorkerEndpoints(t *testing.T) {
 		t.Fatalf("not ready = %s", body)
 	}
 	code, body = webGet(t, base, "/metrics")
-	if m := webParseMetrics(t, string(body)); code != 200 || m["tasker_worker_queue_metrics_up"] != 0 || m[series] != 1 {
+	if _, m := webParseMetrics(t, string(body)); code != 200 || m["tasker_worker_queue_metrics_up"] != 0 || m[series] != 1 {
 		t.Fatalf("metrics without database = %d %s", code, body)
 	}
 	if code, _ := webGet(t, base, "/health/live"); code != 200 {

@@ -74,7 +74,6 @@ type wkRunning struct {
 func wkStart(t *testing.T, pool *pgxpool.Pool, ns string, reg *handlers.Registry, mod func(*worker.Config)) *wkRunning {
 	t.Helper()
 	cfg := worker.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
 	cfg.Namespaces = []string{ns}
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.VisibilityTimeout = 3 * time.Second
@@ -178,7 +177,7 @@ func TestWorkerOneStepEndToEnd(t *testing.T) {
 	reg := handlers.NewRegistry()
 	reg.MustRegister("square_handler", handlers.HandlerFunc(func(ctx context.Context, s *handlers.StepContext) handlers.Result {
 		calls.Add(1)
-		n, err := handlers.DecodeInput[int](s, "even_number")
+		n, err := handlers.DecodeContextField[int](s, "even_number")
 		if err != nil {
 			return handlers.ErrorResult(err)
 		}
@@ -319,7 +318,7 @@ func TestWorkerDuplicatesAndBadMessages(t *testing.T) {
 		t.Fatalf("handler ran %d times, want 1", calls.Load())
 	}
 	reasons := map[string]int{}
-	rows, err := pool.Query(ctx, `SELECT headers->>'`+worker.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_dup_queue`)
+	rows, err := pool.Query(ctx, `SELECT headers->>'`+queue.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_dup_queue`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +582,7 @@ func TestWorkerRecoversAbandonedStep(t *testing.T) {
 		t.Fatalf("%d orchestration messages, want 1", n)
 	}
 	var reason string
-	if err := pool.QueryRow(ctx, `SELECT headers->>'`+worker.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_crash_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil || reason != worker.ReasonRecoveredStep {
+	if err := pool.QueryRow(ctx, `SELECT headers->>'`+queue.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_crash_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil || reason != worker.ReasonRecoveredStep {
 		t.Fatalf("archived reason %q (%v)", reason, err)
 	}
 }
@@ -884,7 +883,7 @@ func TestWorkerStepWithoutTemplateDefinition(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	var reason string
-	if err := pool.QueryRow(ctx, `SELECT headers->>'`+worker.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_notmpl_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil || reason != worker.ReasonNoTemplate {
+	if err := pool.QueryRow(ctx, `SELECT headers->>'`+queue.ArchiveReasonHeader+`' FROM pgmq.a_worker_wk_notmpl_queue WHERE msg_id = $1`, msgID).Scan(&reason); err != nil || reason != worker.ReasonNoTemplate {
 		t.Fatalf("archive reason %q, %v", reason, err)
 	}
 	if n := wkCount(t, pool, `SELECT count(*) FROM pgmq.q_orchestration_step_results WHERE message->>'step_uuid' = $1`, step.String()); n != 1 {

@@ -180,10 +180,10 @@ func storedBackoff(d time.Duration) (secs int, earlier time.Duration) {
 // stepBackoffPolicy looks up the template policy of a step (nil: the configured backoff applies,
 // also when the template cannot be read).
 func (o *Orchestrator) stepBackoffPolicy(ctx context.Context, q template.Querier, task *taskRow, step *stepRow, log *slog.Logger) *stepPolicy {
-	tmpl := o.templates.cached(task.NamedTaskUUID, task.TemplateAt)
+	tmpl := o.templates.Cached(task.NamedTaskUUID, task.TemplateAt)
 	if tmpl == nil {
 		var err error
-		if tmpl, err = o.templates.get(ctx, q, task.NamedTaskUUID); err != nil {
+		if tmpl, err = o.templates.Get(ctx, q, task.NamedTaskUUID); err != nil {
 			log.Warn("no template for the step's retry policy; using the configured backoff", "error", err)
 			return nil
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
+	"github.com/tasker-go/tasker/template"
 )
 
 // Option customizes an Orchestrator.
@@ -47,7 +48,7 @@ type Orchestrator struct {
 	pool      *pgxpool.Pool
 	queue     *queue.Client
 	log       *slog.Logger
-	templates templateCache
+	templates template.Cache
 	jitter    jitterSource
 	reads     *queue.ReadTimes // last successful read of orchestration_step_results
 

@@ -19,7 +19,6 @@ import (
 
 // Reasons written to the headers of result messages archived without effect.
 const (
-	ArchiveReasonHeader    = "x-tasker-archive-reason"
 	reasonMalformed        = "malformed_message"
 	reasonTaskNotFound     = "task_not_found"
 	reasonStepNotFound     = "step_not_found"
@@ -260,10 +259,10 @@ func (o *Orchestrator) coordinate(ctx context.Context, tx *db.PipeTx, task *task
 // CycleError) is logged and its partial writes rolled back (a savepoint), as tasker-core logs
 // and ignores it; database errors fail the whole result so it is retried.
 func (o *Orchestrator) expand(ctx context.Context, tx *db.PipeTx, task *taskRow, step *stepRow, res protocol.StepExecutionResult, log *slog.Logger) error {
-	tmpl := o.templates.cached(task.NamedTaskUUID, task.TemplateAt)
+	tmpl := o.templates.Cached(task.NamedTaskUUID, task.TemplateAt)
 	if tmpl == nil {
 		var err error
-		if tmpl, err = o.templates.get(ctx, tx, task.NamedTaskUUID); err != nil {
+		if tmpl, err = o.templates.Get(ctx, tx, task.NamedTaskUUID); err != nil {
 			log.Warn("no template for decision/batch processing", "error", err)
 			return nil
 		}
@@ -303,14 +302,7 @@ func (o *Orchestrator) expand(ctx context.Context, tx *db.PipeTx, task *taskRow,
 
 // archiveTx records why a result message is archived in its headers, then archives it, on tx.
 func (o *Orchestrator) archiveTx(ctx context.Context, tx pgx.Tx, msgID int64, reason, detail string) error {
-	if err := o.queue.AnnotateTx(ctx, tx, queue.StepResultsQueue, msgID, map[string]string{
-		ArchiveReasonHeader:          reason,
-		ArchiveReasonHeader + "-why": truncateRunes(detail, 1000),
-		"x-tasker-archived-by":       o.cfg.ProcessorUUID.String(),
-	}); err != nil {
-		return err
-	}
-	_, err := o.queue.ArchiveTx(ctx, tx, queue.StepResultsQueue, msgID)
+	_, err := o.queue.ArchiveWithReasonTx(ctx, tx, queue.StepResultsQueue, msgID, reason, detail, o.cfg.ProcessorUUID.String(), nil)
 	return err
 }
 

@@ -161,7 +161,7 @@ func (o *Orchestrator) TaskStatus(ctx context.Context, taskUUID uuid.UUID) (*Tas
 	if cur != nil {
 		ts.State = state.TaskState(*cur)
 	}
-	ts.Context, ts.Tags = rawOrNil(ctxJSON), rawOrNil(tagsJSON)
+	ts.Context, ts.Tags = state.RawOrNil(ctxJSON), state.RawOrNil(tagsJSON)
 	if ts.Execution, err = loadExecutionContext(ctx, tx, taskUUID); err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (o *Orchestrator) TaskStatus(ctx context.Context, taskUUID uuid.UUID) (*Tas
 			b := int(*backoff)
 			s.BackoffRequestSeconds = &b
 		}
-		s.Inputs, s.Results = rawOrNil(inputs), rawOrNil(results)
+		s.Inputs, s.Results = state.RawOrNil(inputs), state.RawOrNil(results)
 		s.applyRetryOutlook()
 		return s, err
 	})
@@ -235,11 +235,4 @@ func (t *TaskStatus) Step(name string) *StepStatus {
 		}
 	}
 	return nil
-}
-
-func rawOrNil(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	return json.RawMessage(b)
 }

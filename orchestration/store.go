@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -215,71 +214,6 @@ func (l *stepLock) result() (*stepRow, error) {
 		s.Head.SortKey = *l.headKey
 	}
 	return s, nil
-}
-
-// templateCache keeps parsed templates by named_task_uuid, refreshed when named_tasks.updated_at
-// moves (a re-registration). Cached templates are shared and must not be modified.
-type templateCache struct {
-	mu sync.Mutex
-	m  map[uuid.UUID]cachedTemplate
-}
-
-type cachedTemplate struct {
-	at time.Time
-	t  *template.TaskTemplate
-}
-
-// cached returns the cached template of a named task if it is the version at, else nil.
-func (c *templateCache) cached(namedTask uuid.UUID, at time.Time) *template.TaskTemplate {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ct, ok := c.m[namedTask]; ok && ct.at.Equal(at) {
-		return ct.t
-	}
-	return nil
-}
-
-// get returns the template of a named task, reading the configuration only when the cache is
-// cold or stale.
-func (c *templateCache) get(ctx context.Context, q template.Querier, namedTask uuid.UUID) (*template.TaskTemplate, error) {
-	c.mu.Lock()
-	ct, ok := c.m[namedTask]
-	c.mu.Unlock()
-	var (
-		at  time.Time
-		cfg []byte
-		key string
-	)
-	err := q.QueryRow(ctx, `
-		SELECT nt.updated_at,
-		       CASE WHEN nt.updated_at = $2 THEN NULL ELSE nt.configuration END,
-		       tn.name || '/' || nt.name || '/' || nt.version
-		  FROM tasker.named_tasks nt
-		  JOIN tasker.task_namespaces tn ON tn.task_namespace_uuid = nt.task_namespace_uuid
-		 WHERE nt.named_task_uuid = $1`, namedTask, ct.at).Scan(&at, &cfg, &key)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: named task %s", ErrTemplateNotFound, namedTask)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: load template %s: %w", namedTask, err)
-	}
-	if ok && ct.at.Equal(at) && ct.t != nil {
-		return ct.t, nil
-	}
-	if len(cfg) == 0 || string(cfg) == "{}" || string(cfg) == "null" {
-		return nil, fmt.Errorf("%w: %s: %w", ErrTemplateNotFound, key, template.ErrNoConfiguration)
-	}
-	t, err := template.ParseJSON(cfg, "named_tasks "+key)
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: decode template %s: %w", key, err)
-	}
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[uuid.UUID]cachedTemplate{}
-	}
-	c.m[namedTask] = cachedTemplate{at: at, t: t}
-	c.mu.Unlock()
-	return t, nil
 }
 
 // ensureNamedSteps finds or creates the global named_steps rows for names ("Auto-created step:

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
@@ -205,7 +204,7 @@ func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
 		}
 		timeout := o.cfg.DefaultStepTimeout
 		tctx, tcancel := o.dbCtx(ctx)
-		tmpl, err := o.templates.get(tctx, o.pool, c.namedTask)
+		tmpl, err := o.templates.Get(tctx, o.pool, c.namedTask)
 		tcancel()
 		if err == nil {
 			if def := tmpl.Step(c.templateStep); def != nil && def.TimeoutSeconds != nil && *def.TimeoutSeconds > 0 {
@@ -254,7 +253,7 @@ func (o *Orchestrator) recoverAbandonedStep(ctx context.Context, taskUUID, stepU
 	res := protocol.Failure(stepUUID,
 		fmt.Sprintf("Step abandoned in progress: no result within %s (timeout %s + grace %s); the worker is presumed dead",
 			limit, timeout, o.cfg.StaleGrace),
-		handlers.ErrorTypeHandlerTimeout, "", true, 0, map[string]json.RawMessage{
+		protocol.ErrorTypeHandlerTimeout, "", true, 0, map[string]json.RawMessage{
 			"recovered_by": mustJSON("orchestrator_" + o.cfg.ProcessorUUID.String()),
 			"age_seconds":  mustJSON(step.AgeSeconds),
 		})

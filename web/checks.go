@@ -160,21 +160,6 @@ func ReadsCheck(src ReadAgeSource, staleAfter time.Duration, busy func() bool) C
 	}}
 }
 
-// readAgeFamily is the gauge name{queue} of each queue's seconds since its last successful read.
-func readAgeFamily(name string, src ReadAgeSource) Family {
-	f := Family{Name: name, Help: "Seconds since the last successful read of the queue.", Type: Gauge}
-	for _, a := range src.ReadAges(time.Now()) {
-		f.Samples = append(f.Samples, Sample{Labels: []Label{{"queue", a.Queue}}, Value: a.Age.Seconds()})
-	}
-	return f
-}
-
-// ReadAgeCollector serves the gauge name{queue}: seconds since each of src's queues was last
-// read successfully.
-func ReadAgeCollector(name string, src ReadAgeSource) Collector {
-	return CollectorFunc(func(context.Context) []Family { return []Family{readAgeFamily(name, src)} })
-}
-
 // runChecks runs checks concurrently, each bounded by timeout, and reports whether all of them
 // left the service ready.
 func runChecks(ctx context.Context, checks []Check, timeout time.Duration) (map[string]CheckResult, bool) {

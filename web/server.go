@@ -1,7 +1,8 @@
 // Package web serves a tasker-go process's operational HTTP endpoints with net/http: health
 // probes shaped like tasker-core's worker (/health, /health/live, /health/ready,
-// /health/detailed), Prometheus metrics in the text exposition format (/metrics), and the
-// templates API (/v1/templates).
+// /health/detailed), Prometheus metrics (/metrics, served by client_golang's promhttp in the
+// text format or, when the scraper asks for it, OpenMetrics), and the templates API
+// (/v1/templates).
 //
 // The server is built against small interfaces (checks, metric collectors, a template source),
 // so the orchestrator can serve /health and /metrics with its own checks and collectors;
@@ -9,7 +10,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-go/tasker/protocol"
 )
@@ -39,8 +41,10 @@ type Config struct {
 	Checks []Check
 	// CheckTimeout bounds each check (default 3s).
 	CheckTimeout time.Duration
-	// Collectors produce the /metrics families, in order.
-	Collectors []Collector
+	// Collectors are registered, with the Go runtime and process collectors, in the server's
+	// own registry and served on /metrics. New panics if one cannot be registered (a metric
+	// described twice or inconsistently), as http.ServeMux does for conflicting patterns.
+	Collectors []prometheus.Collector
 	// SystemInfo, when set, adds "system_info" to the readiness and detailed bodies.
 	SystemInfo func() map[string]any
 	// Templates, when set, serves GET /v1/templates and /v1/templates/{namespace}/{name}/{version}.
@@ -91,7 +95,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /health/live", s.health("alive"))
 	s.mux.HandleFunc("GET /health/ready", s.ready)
 	s.mux.HandleFunc("GET /health/detailed", s.detailed)
-	s.mux.HandleFunc("GET /metrics", s.metrics)
+	s.mux.Handle("GET /metrics", metricsHandler(newRegistry(cfg.Collectors), s.log))
 	if cfg.Templates != nil {
 		s.mux.HandleFunc("GET /v1/templates", s.listTemplates)
 		s.mux.HandleFunc("GET /v1/templates/{namespace}/{name}/{version}", s.getTemplate)
@@ -265,23 +269,6 @@ func (s *Server) detailed(w http.ResponseWriter, r *http.Request) {
 		body["system_info"] = s.cfg.SystemInfo()
 	}
 	writeJSON(w, http.StatusOK, body)
-}
-
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	var fams []Family
-	for _, c := range s.cfg.Collectors {
-		fams = append(fams, c.Collect(ctx)...)
-	}
-	var buf bytes.Buffer
-	if err := WriteText(&buf, fams); err != nil {
-		s.log.Error("metrics exposition failed", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", ContentType)
-	_, _ = w.Write(buf.Bytes())
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

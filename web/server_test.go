@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/template"
 	"github.com/tasker-go/tasker/worker"
@@ -239,7 +241,7 @@ func TestWebWorkerMetrics(t *testing.T) {
 	stats.inFlight.Store(1)
 	stats.readAge.Store(int64(2500 * time.Millisecond))
 	code, hdr, body := get(t, s.Handler(), "/metrics")
-	if code != 200 || hdr.Get("Content-Type") != ContentType {
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4; charset=utf-8") {
 		t.Fatalf("%d %v", code, hdr)
 	}
 	text := string(body)
@@ -249,15 +251,18 @@ func TestWebWorkerMetrics(t *testing.T) {
 		"tasker_worker_uptime_seconds 90",
 		"# TYPE tasker_worker_steps_claimed_total counter",
 		"tasker_worker_steps_claimed_total 5",
-		`tasker_worker_steps_completed_total{namespace="billing",handler="charge"} 4`,
-		`tasker_worker_steps_failed_total{namespace="billing",handler="charge"} 1`,
+		`tasker_worker_steps_completed_total{handler="charge",namespace="billing"} 4`,
+		`tasker_worker_steps_failed_total{handler="charge",namespace="billing"} 1`,
 		`tasker_worker_step_results_committed_total{result="success"} 4`,
+		`tasker_worker_step_results_committed_total{result="failure"} 1`,
 		"# TYPE tasker_worker_handler_duration_seconds histogram",
-		`tasker_worker_handler_duration_seconds_bucket{namespace="billing",handler="charge",le="0.01"} 1`,
-		`tasker_worker_handler_duration_seconds_bucket{namespace="billing",handler="charge",le="60"} 5`,
-		`tasker_worker_handler_duration_seconds_bucket{namespace="billing",handler="charge",le="+Inf"} 5`,
-		`tasker_worker_handler_duration_seconds_sum{namespace="billing",handler="charge"} 0.75`,
-		`tasker_worker_handler_duration_seconds_count{namespace="billing",handler="charge"} 5`,
+		`tasker_worker_handler_duration_seconds_bucket{handler="charge",namespace="billing",le="0.005"} 0`,
+		`tasker_worker_handler_duration_seconds_bucket{handler="charge",namespace="billing",le="0.01"} 1`,
+		`tasker_worker_handler_duration_seconds_bucket{handler="charge",namespace="billing",le="0.1"} 4`,
+		`tasker_worker_handler_duration_seconds_bucket{handler="charge",namespace="billing",le="60"} 5`,
+		`tasker_worker_handler_duration_seconds_bucket{handler="charge",namespace="billing",le="+Inf"} 5`,
+		`tasker_worker_handler_duration_seconds_sum{handler="charge",namespace="billing"} 0.75`,
+		`tasker_worker_handler_duration_seconds_count{handler="charge",namespace="billing"} 5`,
 		"tasker_worker_handler_pool_in_use 1",
 		"tasker_worker_handler_pool_capacity 2",
 		`tasker_worker_queue_depth{namespace="billing"} 12`,
@@ -272,6 +277,10 @@ func TestWebWorkerMetrics(t *testing.T) {
 		"tasker_worker_steps_recovered_total 1",
 		"tasker_worker_late_completions_rejected_total 3",
 		"tasker_worker_messages_malformed_total 2",
+		"tasker_worker_messages_read_total 7",
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_start_time_seconds gauge",
+		`promhttp_metric_handler_requests_total{code="200"} 0`, // this scrape is counted once served
 	} {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("missing %q", line)
@@ -320,10 +329,7 @@ func TestWebTemplateRoutes(t *testing.T) {
 
 func TestWebStartAndShutdown(t *testing.T) {
 	release := make(chan struct{})
-	s := New(Config{Addr: "127.0.0.1:0", Collectors: []Collector{CollectorFunc(func(context.Context) []Family {
-		<-release // a scrape in progress when shutdown begins
-		return []Family{{Name: "slow_total", Help: "x", Type: Counter, Samples: []Sample{{Value: 1}}}}
-	})}})
+	s := New(Config{Addr: "127.0.0.1:0", Collectors: []prometheus.Collector{slowCollector{release}}})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -371,4 +377,17 @@ func TestWebStartAndShutdown(t *testing.T) {
 	if _, err := http.Get(base + "/health"); err == nil {
 		t.Fatal("server still answers after Shutdown")
 	}
+}
+
+// slowCollector serves slow_total 1 once release is closed: a scrape in progress when shutdown
+// begins.
+type slowCollector struct{ release chan struct{} }
+
+var slowDesc = prometheus.NewDesc("slow_total", "x", nil, nil)
+
+func (slowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- slowDesc }
+
+func (c slowCollector) Collect(ch chan<- prometheus.Metric) {
+	<-c.release
+	ch <- prometheus.MustNewConstMetric(slowDesc, prometheus.CounterValue, 1)
 }

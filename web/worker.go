@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/worker"
@@ -72,9 +73,13 @@ func WorkerQueues(namespaces []string) []string {
 }
 
 // NewWorker returns a worker's server: readiness requires the database (SELECT 1), the worker
-// queues, and a handler pool that is not saturated; /metrics serves WorkerCollector.
+// queues, and a handler pool that is not saturated; /metrics serves the worker's counters, its
+// queues and its database pool (see README "Metrics").
 func NewWorker(o WorkerOptions) *Server {
 	start := time.Now()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	return New(Config{
 		Addr:       o.Addr,
 		IDKey:      "worker_id",
@@ -85,7 +90,7 @@ func NewWorker(o WorkerOptions) *Server {
 			PoolCheck(o.Stats, o.Concurrency),
 			ReadsCheck(o.Stats, o.StaleReads, func() bool { return o.Stats.InFlight() >= int64(o.Concurrency) }),
 		},
-		Collectors: []Collector{WorkerCollector(o)},
+		Collectors: []prometheus.Collector{newWorkerCollector(o)},
 		SystemInfo: func() map[string]any {
 			info := map[string]any{
 				"version":              o.Version,
@@ -104,7 +109,33 @@ func NewWorker(o WorkerOptions) *Server {
 	})
 }
 
-// WorkerCollector exposes a worker's counters, its queues and its database pool:
+// queueMetricsTimeout bounds the queue metrics query of a scrape, so a slow database turns into
+// tasker_worker_queue_metrics_up 0 before a scraper's usual 10s timeout.
+const queueMetricsTimeout = 5 * time.Second
+
+// workerCounters are the worker's unlabelled counters, read from its snapshot.
+var workerCounters = []struct {
+	name, help string
+	value      func(*worker.Snapshot) int64
+}{
+	{"tasker_worker_messages_read_total", "Step messages read from the worker queues.", func(s *worker.Snapshot) int64 { return s.MessagesRead }},
+	{"tasker_worker_steps_claimed_total", "Steps this worker claimed (moved to in_progress).", func(s *worker.Snapshot) int64 { return s.Claimed }},
+	{"tasker_worker_db_errors_total", "Database errors while reading, claiming or completing.", func(s *worker.Snapshot) int64 { return s.DBErrors }},
+	{"tasker_worker_steps_recovered_total", "Steps abandoned in progress by a dead worker and reported as timed out.", func(s *worker.Snapshot) int64 { return s.Recovered }},
+	{"tasker_worker_late_completions_rejected_total", "Results discarded because the claim was superseded.", func(s *worker.Snapshot) int64 { return s.LateRejected }},
+	{"tasker_worker_messages_malformed_total", "Messages archived because they could not be decoded.", func(s *worker.Snapshot) int64 { return s.Malformed }},
+	{"tasker_worker_messages_duplicate_total", "Messages archived because their step was not claimable.", func(s *worker.Snapshot) int64 { return s.Duplicates }},
+	{"tasker_worker_messages_archived_total", "Messages archived with a reason.", func(s *worker.Snapshot) int64 { return s.Archived }},
+	{"tasker_worker_steps_in_progress_elsewhere_total", "Messages left alone because a live worker runs their step.", func(s *worker.Snapshot) int64 { return s.InProgressElsewhere }},
+	{"tasker_worker_handlers_interrupted_total", "Handlers cancelled by a hard shutdown.", func(s *worker.Snapshot) int64 { return s.Interrupted }},
+	{"tasker_worker_checkpoints_total", "Checkpoint yields persisted.", func(s *worker.Snapshot) int64 { return s.Checkpoints }},
+	{"tasker_worker_completion_groups_total", "Statements that wrote a group of completions.", func(s *worker.Snapshot) int64 { return s.CompletionGroups }},
+	{"tasker_worker_grouped_completions_total", "Completions written by group statements.", func(s *worker.Snapshot) int64 { return s.GroupedCompletions }},
+	{"tasker_worker_completion_groups_split_total", "Group statements that failed; their completions were written one at a time.", func(s *worker.Snapshot) int64 { return s.GroupsSplit }},
+}
+
+// workerCollector exposes a worker's counters, its queues and its database pool, read at scrape
+// time from the worker's snapshot, the queue metrics and the pool statistics:
 //
 //	tasker_worker_info{version,worker_id}                     gauge, always 1
 //	tasker_worker_uptime_seconds                              gauge
@@ -122,105 +153,132 @@ func NewWorker(o WorkerOptions) *Server {
 //	tasker_worker_queue_metrics_up                            gauge: 1 when queue metrics were read
 //	tasker_worker_queue_last_read_age_seconds{queue}          gauge: since the last successful read
 //	tasker_worker_wakeups_total{source}                       counter: notify | poll
-//	tasker_worker_db_errors_total, _steps_recovered_total, _late_completions_rejected_total,
-//	_messages_malformed_total, _messages_duplicate_total, _messages_archived_total,
-//	_steps_in_progress_elsewhere_total, _handlers_interrupted_total, _checkpoints_total  counters
+//	tasker_worker_notified_claims_total{outcome}              counter: claimed | left
+//	workerCounters                                            the other counters
 //	tasker_worker_db_pool_size / _in_use / _max               gauges (with a DBPool)
-func WorkerCollector(o WorkerOptions) Collector {
-	return CollectorFunc(func(ctx context.Context) []Family {
-		s := o.Stats.Snapshot()
-		counter := func(name, help string, v int64) Family {
-			return Family{Name: name, Help: help, Type: Counter, Samples: []Sample{{Value: float64(v)}}}
-		}
-		gauge := func(name, help string, v float64) Family {
-			return Family{Name: name, Help: help, Type: Gauge, Samples: []Sample{{Value: v}}}
-		}
-		fams := []Family{
-			{Name: "tasker_worker_info", Help: "Worker build and identity.", Type: Gauge,
-				Samples: []Sample{{Labels: []Label{{"version", o.Version}, {"worker_id", o.WorkerID}}, Value: 1}}},
-			gauge("tasker_worker_uptime_seconds", "Seconds since the worker was created.", s.Uptime.Seconds()),
-			counter("tasker_worker_messages_read_total", "Step messages read from the worker queues.", s.MessagesRead),
-			counter("tasker_worker_steps_claimed_total", "Steps this worker claimed (moved to in_progress).", s.Claimed),
-		}
-		completed := Family{Name: "tasker_worker_steps_completed_total", Help: "Successful handler results by namespace and handler.", Type: Counter}
-		failed := Family{Name: "tasker_worker_steps_failed_total", Help: "Failed handler results by namespace and handler.", Type: Counter}
-		duration := Family{Name: "tasker_worker_handler_duration_seconds", Help: "Handler execution time by namespace and handler.", Type: Histogram}
-		for _, st := range s.Steps {
-			labels := []Label{{"namespace", st.Namespace}, {"handler", st.Handler}}
-			completed.Samples = append(completed.Samples, Sample{Labels: labels, Value: float64(st.Completed)})
-			failed.Samples = append(failed.Samples, Sample{Labels: labels, Value: float64(st.Failed)})
-			duration.Histograms = append(duration.Histograms, HistogramSample{
-				Labels: labels, Bounds: worker.DurationBuckets, Cumulative: st.Buckets, Count: st.Count, Sum: st.SumSeconds,
-			})
-		}
-		fams = append(fams, completed, failed,
-			Family{Name: "tasker_worker_step_results_committed_total", Help: "Step results persisted with their transition, by outcome.", Type: Counter,
-				Samples: []Sample{{Labels: []Label{{"result", "success"}}, Value: float64(s.Completed)}, {Labels: []Label{{"result", "failure"}}, Value: float64(s.Failed)}}},
-			duration,
-			gauge("tasker_worker_handler_pool_in_use", "Handler slots in use.", float64(s.InFlight)),
-			gauge("tasker_worker_handler_pool_capacity", "Handler slots (max concurrent handlers).", float64(o.Concurrency)),
-			gauge("tasker_worker_handlers_stuck", "Handlers still running after their timeout because they ignore cancellation.", float64(s.StuckHandlers)),
-			readAgeFamily("tasker_worker_queue_last_read_age_seconds", o.Stats),
-		)
-		fams = append(fams, queueFamilies(ctx, o)...)
-		fams = append(fams,
-			Family{Name: "tasker_worker_wakeups_total", Help: "Fetch loop wakeups by source: a queue notification or the fallback poll.", Type: Counter,
-				Samples: []Sample{{Labels: []Label{{"source", "notify"}}, Value: float64(s.NotifyWakeups)}, {Labels: []Label{{"source", "poll"}}, Value: float64(s.PollWakeups)}}},
-			Family{Name: "tasker_worker_notified_claims_total", Help: "Messages carried by notifications, by outcome: claimed without a read, or left to the next read.", Type: Counter,
-				Samples: []Sample{{Labels: []Label{{"outcome", "claimed"}}, Value: float64(s.HintsClaimed)}, {Labels: []Label{{"outcome", "left"}}, Value: float64(s.HintsMissed)}}},
-			counter("tasker_worker_db_errors_total", "Database errors while reading, claiming or completing.", s.DBErrors),
-			counter("tasker_worker_steps_recovered_total", "Steps abandoned in progress by a dead worker and reported as timed out.", s.Recovered),
-			counter("tasker_worker_late_completions_rejected_total", "Results discarded because the claim was superseded.", s.LateRejected),
-			counter("tasker_worker_messages_malformed_total", "Messages archived because they could not be decoded.", s.Malformed),
-			counter("tasker_worker_messages_duplicate_total", "Messages archived because their step was not claimable.", s.Duplicates),
-			counter("tasker_worker_messages_archived_total", "Messages archived with a reason.", s.Archived),
-			counter("tasker_worker_steps_in_progress_elsewhere_total", "Messages left alone because a live worker runs their step.", s.InProgressElsewhere),
-			counter("tasker_worker_handlers_interrupted_total", "Handlers cancelled by a hard shutdown.", s.Interrupted),
-			counter("tasker_worker_checkpoints_total", "Checkpoint yields persisted.", s.Checkpoints),
-			counter("tasker_worker_completion_groups_total", "Statements that wrote a group of completions.", s.CompletionGroups),
-			counter("tasker_worker_grouped_completions_total", "Completions written by group statements.", s.GroupedCompletions),
-			counter("tasker_worker_completion_groups_split_total", "Group statements that failed; their completions were written one at a time.", s.GroupsSplit),
-		)
-		if o.DBPool != nil {
-			st := o.DBPool.Stat()
-			fams = append(fams,
-				gauge("tasker_worker_db_pool_size", "Open database connections.", float64(st.TotalConns())),
-				gauge("tasker_worker_db_pool_in_use", "Database connections in use.", float64(st.AcquiredConns())),
-				gauge("tasker_worker_db_pool_max", "Database pool capacity.", float64(st.MaxConns())),
-			)
-		}
-		return fams
-	})
+type workerCollector struct {
+	o                                                    WorkerOptions
+	info, uptime, completed, failed, committed, duration *prometheus.Desc
+	poolInUse, poolCapacity, stuck, wakeups, notified    *prometheus.Desc
+	depth, visible, oldest, queuesUp                     *prometheus.Desc
+	dbPoolSize, dbPoolInUse, dbPoolMax                   *prometheus.Desc   // nil without a DBPool
+	counters                                             []*prometheus.Desc // of workerCounters
+	reads                                                prometheus.Collector
 }
 
-// queueFamilies reads the worker queues' metrics; on failure only the _up gauge (0) is written.
-func queueFamilies(ctx context.Context, o WorkerOptions) []Family {
-	up := Family{Name: "tasker_worker_queue_metrics_up", Help: "1 when the queue metrics were read on this scrape.", Type: Gauge}
-	ms, err := o.Queues.MetricsAll(ctx)
-	if err != nil {
-		if o.Logger != nil {
-			o.Logger.Warn("queue metrics unavailable", "error", err)
-		}
-		up.Samples = []Sample{{Value: 0}}
-		return []Family{up}
+func newWorkerCollector(o WorkerOptions) *workerCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
 	}
-	up.Samples = []Sample{{Value: 1}}
+	c := &workerCollector{
+		o:            o,
+		info:         d("tasker_worker_info", "Worker build and identity.", "version", "worker_id"),
+		uptime:       d("tasker_worker_uptime_seconds", "Seconds since the worker was created."),
+		completed:    d("tasker_worker_steps_completed_total", "Successful handler results by namespace and handler.", "namespace", "handler"),
+		failed:       d("tasker_worker_steps_failed_total", "Failed handler results by namespace and handler.", "namespace", "handler"),
+		committed:    d("tasker_worker_step_results_committed_total", "Step results persisted with their transition, by outcome.", "result"),
+		duration:     d("tasker_worker_handler_duration_seconds", "Handler execution time by namespace and handler.", "namespace", "handler"),
+		poolInUse:    d("tasker_worker_handler_pool_in_use", "Handler slots in use."),
+		poolCapacity: d("tasker_worker_handler_pool_capacity", "Handler slots (max concurrent handlers)."),
+		stuck:        d("tasker_worker_handlers_stuck", "Handlers still running after their timeout because they ignore cancellation."),
+		wakeups:      d("tasker_worker_wakeups_total", "Fetch loop wakeups by source: a queue notification or the fallback poll.", "source"),
+		notified:     d("tasker_worker_notified_claims_total", "Messages carried by notifications, by outcome: claimed without a read, or left to the next read.", "outcome"),
+		depth:        d("tasker_worker_queue_depth", "Messages in the namespace's worker queue, visible or not.", "namespace"),
+		visible:      d("tasker_worker_queue_visible_depth", "Messages in the namespace's worker queue readable now.", "namespace"),
+		oldest:       d("tasker_worker_queue_oldest_message_age_seconds", "Age of the oldest message in the namespace's worker queue.", "namespace"),
+		queuesUp:     d("tasker_worker_queue_metrics_up", "1 when the queue metrics were read on this scrape."),
+		reads:        ReadAgeCollector("tasker_worker_queue_last_read_age_seconds", o.Stats),
+	}
+	for _, wc := range workerCounters {
+		c.counters = append(c.counters, d(wc.name, wc.help))
+	}
+	if o.DBPool != nil {
+		c.dbPoolSize = d("tasker_worker_db_pool_size", "Open database connections.")
+		c.dbPoolInUse = d("tasker_worker_db_pool_in_use", "Database connections in use.")
+		c.dbPoolMax = d("tasker_worker_db_pool_max", "Database pool capacity.")
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.info, c.uptime, c.completed, c.failed, c.committed, c.duration,
+		c.poolInUse, c.poolCapacity, c.stuck, c.wakeups, c.notified, c.depth, c.visible, c.oldest, c.queuesUp,
+		c.dbPoolSize, c.dbPoolInUse, c.dbPoolMax} {
+		if d != nil {
+			ch <- d
+		}
+	}
+	for _, d := range c.counters {
+		ch <- d
+	}
+	c.reads.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: one snapshot of the worker per scrape.
+func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.o.Stats.Snapshot()
+	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		metric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	metric(c.info, prometheus.GaugeValue, 1, c.o.Version, c.o.WorkerID)
+	metric(c.uptime, prometheus.GaugeValue, s.Uptime.Seconds())
+	for i, wc := range workerCounters {
+		counter(c.counters[i], wc.value(&s))
+	}
+	for _, st := range s.Steps {
+		counter(c.completed, st.Completed, st.Namespace, st.Handler)
+		counter(c.failed, st.Failed, st.Namespace, st.Handler)
+		buckets := make(map[float64]uint64, len(worker.DurationBuckets))
+		for i, b := range worker.DurationBuckets {
+			buckets[b] = uint64(st.Buckets[i])
+		}
+		ch <- prometheus.MustNewConstHistogram(c.duration, uint64(st.Count), st.SumSeconds, buckets, st.Namespace, st.Handler)
+	}
+	counter(c.committed, s.Completed, "success")
+	counter(c.committed, s.Failed, "failure")
+	metric(c.poolInUse, prometheus.GaugeValue, float64(s.InFlight))
+	metric(c.poolCapacity, prometheus.GaugeValue, float64(c.o.Concurrency))
+	metric(c.stuck, prometheus.GaugeValue, float64(s.StuckHandlers))
+	counter(c.wakeups, s.NotifyWakeups, "notify")
+	counter(c.wakeups, s.PollWakeups, "poll")
+	counter(c.notified, s.HintsClaimed, "claimed")
+	counter(c.notified, s.HintsMissed, "left")
+	c.reads.Collect(ch)
+	c.collectQueues(ch)
+	if c.o.DBPool != nil {
+		st := c.o.DBPool.Stat()
+		metric(c.dbPoolSize, prometheus.GaugeValue, float64(st.TotalConns()))
+		metric(c.dbPoolInUse, prometheus.GaugeValue, float64(st.AcquiredConns()))
+		metric(c.dbPoolMax, prometheus.GaugeValue, float64(st.MaxConns()))
+	}
+}
+
+// collectQueues reads the worker queues' metrics; on failure only the _up gauge (0) is sent.
+func (c *workerCollector) collectQueues(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), queueMetricsTimeout)
+	defer cancel()
+	ms, err := c.o.Queues.MetricsAll(ctx)
+	if err != nil {
+		c.o.Logger.Warn("queue metrics unavailable", "error", err)
+		ch <- prometheus.MustNewConstMetric(c.queuesUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.queuesUp, prometheus.GaugeValue, 1)
 	byName := make(map[string]queue.Metrics, len(ms))
 	for _, m := range ms {
 		byName[m.Queue] = m
 	}
-	depth := Family{Name: "tasker_worker_queue_depth", Help: "Messages in the namespace's worker queue, visible or not.", Type: Gauge}
-	visible := Family{Name: "tasker_worker_queue_visible_depth", Help: "Messages in the namespace's worker queue readable now.", Type: Gauge}
-	oldest := Family{Name: "tasker_worker_queue_oldest_message_age_seconds", Help: "Age of the oldest message in the namespace's worker queue.", Type: Gauge}
-	for _, ns := range o.Namespaces {
+	for _, ns := range c.o.Namespaces {
 		m, ok := byName[queue.WorkerQueue(ns)]
 		if !ok {
 			continue
 		}
-		l := []Label{{"namespace", ns}}
-		depth.Samples = append(depth.Samples, Sample{Labels: l, Value: float64(m.Length)})
-		visible.Samples = append(visible.Samples, Sample{Labels: l, Value: float64(m.VisibleLength)})
-		oldest.Samples = append(oldest.Samples, Sample{Labels: l, Value: m.OldestAge.Seconds()})
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(m.Length), ns)
+		ch <- prometheus.MustNewConstMetric(c.visible, prometheus.GaugeValue, float64(m.VisibleLength), ns)
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, m.OldestAge.Seconds(), ns)
 	}
-	return []Family{depth, visible, oldest, up}
 }

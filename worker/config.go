@@ -13,16 +13,13 @@ import (
 	"github.com/tasker-go/tasker/queue"
 )
 
-// Config holds everything a Worker needs besides its handler registry.
+// Config holds everything a Worker needs besides its handler registry and database pool.
+// Where to connect and which templates to register are the caller's: config.Load reads them
+// (DATABASE_URL, TASKER_TEMPLATE_PATH, TASKER_DB_MAX_CONNS) along with these settings.
 type Config struct {
-	// DatabaseURL is the PostgreSQL URL holding the tasker schema and PGMQ (DATABASE_URL).
-	DatabaseURL string
 	// Namespaces are the task namespaces whose worker_<ns>_queue this worker consumes
 	// (TASKER_NAMESPACES, comma separated). Empty means: the namespaces of the loaded templates.
 	Namespaces []string
-	// TemplatePath is a directory of task template YAML files registered at start
-	// (TASKER_TEMPLATE_PATH). Optional.
-	TemplatePath string
 	// Concurrency bounds how many handlers run at once (TASKER_CONCURRENCY, default 10).
 	Concurrency int
 	// BatchSize caps how many messages one read fetches (TASKER_BATCH_SIZE, default 10).
@@ -45,8 +42,6 @@ type Config struct {
 	// WorkerID identifies this process in results and transition metadata; it is
 	// "worker_<uuid v7>" unless TASKER_WORKER_ID gives one (its uuid part is the worker uuid).
 	WorkerID string
-	// MaxConns is the database pool size (TASKER_DB_MAX_CONNS, default Concurrency+4).
-	MaxConns int
 	// DBTimeout bounds every database call of the worker's loops: a read, a claim, a
 	// completion, a heartbeat, a checkpoint (TASKER_DB_CALL_TIMEOUT, default 15s). A call that
 	// hits it loses its connection, so a connection a network fault killed silently is
@@ -77,7 +72,7 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return fmt.Sprintf("config %s: %s", e.Key, e.Message) }
 
-// FromEnv overlays environment variables (see the Config field docs) on c.
+// FromEnv overlays the environment variables named in the Config field docs on c.
 func (c Config) FromEnv(getenv func(string) string) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -108,15 +103,12 @@ func (c Config) FromEnv(getenv func(string) string) (Config, error) {
 			*dst = d
 		}
 	}
-	str("DATABASE_URL", &c.DatabaseURL)
-	str("TASKER_TEMPLATE_PATH", &c.TemplatePath)
 	str("TASKER_WORKER_ID", &c.WorkerID)
 	if v := strings.TrimSpace(getenv("TASKER_NAMESPACES")); v != "" {
 		c.Namespaces = splitList(v)
 	}
 	num("TASKER_CONCURRENCY", &c.Concurrency)
 	num("TASKER_BATCH_SIZE", &c.BatchSize)
-	num("TASKER_DB_MAX_CONNS", &c.MaxConns)
 	dur("TASKER_POLL_INTERVAL", &c.PollInterval)
 	dur("TASKER_VISIBILITY_TIMEOUT", &c.VisibilityTimeout)
 	dur("TASKER_STEP_TIMEOUT", &c.StepTimeout)
@@ -130,9 +122,6 @@ func (c Config) FromEnv(getenv func(string) string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, msg string) { errs = append(errs, &ConfigError{key, msg}) }
-	if c.DatabaseURL == "" {
-		bad("DATABASE_URL", "required")
-	}
 	if c.Concurrency < 1 || c.Concurrency > 10000 {
 		bad("TASKER_CONCURRENCY", fmt.Sprintf("%d is outside 1..10000", c.Concurrency))
 	}
@@ -156,9 +145,6 @@ func (c Config) Validate() error {
 	}
 	if c.DBTimeout < 100*time.Millisecond {
 		bad("TASKER_DB_CALL_TIMEOUT", "must be at least 100ms")
-	}
-	if c.MaxConns < 0 {
-		bad("TASKER_DB_MAX_CONNS", "must not be negative")
 	}
 	if _, err := WorkerUUID(c.WorkerID); err != nil {
 		bad("TASKER_WORKER_ID", err.Error())

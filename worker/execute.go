@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
@@ -109,65 +106,6 @@ func (w *Worker) execute(ctx context.Context, c *claim, log *slog.Logger) {
 	if w.events != nil {
 		w.events.PublishAfterCommit(context.WithoutCancel(ctx), c.seq, res)
 	}
-}
-
-// minCompletionRetry is how long a completion is retried at least while the database is
-// unreachable.
-const minCompletionRetry = 10 * time.Second
-
-// completeRetrying completes the step. While the database is unreachable or restarting it
-// retries, until recoverAt (when the step counts as abandoned and others may recover it; the
-// heartbeat keeps its message hidden meanwhile) but for at least minCompletionRetry, and for
-// no more than minCompletionRetry once the worker is shutting down; the fence
-// makes a retry after an ambiguous commit harmless. A result the database refuses as data
-// (U+0000 in jsonb, a value over a limit) is replaced, once, by a non-retryable serialization
-// error saying why, so the real cause reaches orchestration instead of the step being recovered
-// as a dead worker's after its timeout.
-func (w *Worker) completeRetrying(ctx context.Context, c *claim, res protocol.StepExecutionResult, recoverAt time.Time, log *slog.Logger) (protocol.StepExecutionResult, error) {
-	least := time.Now().Add(minCompletionRetry)
-	deadline := recoverAt
-	if deadline.Before(least) {
-		deadline = least
-	}
-	backoff := 100 * time.Millisecond
-	replaced := false
-	for {
-		err := w.complete(ctx, c, res)
-		var pgErr *pgconn.PgError
-		switch {
-		case err == nil || errors.Is(err, errLateCompletion):
-			return res, err
-		case !replaced && errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")):
-			log.Error("the database refused the step's result; reporting a serialization error instead", "error", err)
-			replaced = true
-			res = protocol.SystemError(res.StepUUID, "Step result could not be stored: "+pgErr.Message,
-				handlers.ErrorTypeSerialization, nil, res.Metadata.ExecutionTimeMs, nil)
-			res.Metadata.WorkerID = &w.cfg.WorkerID
-			continue
-		case !retryableDBError(err) || time.Now().After(deadline) || (ctx.Err() != nil && time.Now().After(least)):
-			return res, err
-		}
-		log.Warn("completion failed; retrying", "error", err, "in", backoff)
-		// Not ctx: a completion in flight when shutdown starts still deserves its retries.
-		sleep(context.WithoutCancel(ctx), backoff)
-		backoff = min(backoff*2, 2*time.Second)
-	}
-}
-
-// retryableDBError reports errors after which the same statement may succeed later: no answer
-// from the server (a network error, a call deadline, a closed connection), or a server that is
-// shutting down, starting up, out of connections or resources (classes 08, 53, 57), or a
-// transaction that lost a race (40001, 40P01). Any other server error is about the statement.
-func retryableDBError(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return true
-	}
-	switch pgErr.Code[:2] {
-	case "08", "53", "57":
-		return true
-	}
-	return pgErr.Code == "40001" || pgErr.Code == "40P01"
 }
 
 // runOnce calls the handler under the step timeout. interrupted is true when a hard shutdown

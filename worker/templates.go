@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/template"
@@ -14,15 +15,10 @@ import (
 // one transaction per template so a bad one names itself and leaves the others in place.
 func RegisterTemplates(ctx context.Context, pool *pgxpool.Pool, tmpls []*template.TaskTemplate) error {
 	for _, t := range tmpls {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := template.Register(ctx, tx, t)
 			return err
-		}
-		if _, err := template.Register(ctx, tx, t); err != nil {
-			_ = tx.Rollback(ctx)
-			return fmt.Errorf("register template %s: %w", t.Key(), err)
-		}
-		if err := tx.Commit(ctx); err != nil {
+		}); err != nil {
 			return fmt.Errorf("register template %s: %w", t.Key(), err)
 		}
 	}

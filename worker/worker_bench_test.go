@@ -33,21 +33,6 @@ func benchSeq() protocol.TaskSequenceStep {
 	return seq
 }
 
-// BenchmarkStepDefinitionCacheHit is the template lookup of every claim on a warm cache.
-func BenchmarkStepDefinitionCacheHit(b *testing.B) {
-	id, at := uuid.New(), time.Now()
-	c := templateCache{m: map[uuid.UUID]cachedTemplate{id: {at: at, steps: map[string]protocol.StepDefinition{
-		"linear_step_1": {Name: "linear_step_1"}, "linear_step_2": {Name: "linear_step_2"},
-	}}}}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.stepDefinition(ctx, nil, id, at, "linear_step_2"); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkExecuteInMemory is execute() without its database transaction: build the step
 // context, resolve the handler, run it under its timeout, convert and encode the result, and
 // record the handler metrics.

@@ -55,12 +55,12 @@ func runWorker(ctx context.Context, log *slog.Logger) error {
 	wc := cfg.Worker
 	base := log
 	log = log.With("worker_id", wc.WorkerID)
-	pool, err := connectRetry(ctx, wc.DatabaseURL, max(wc.MaxConns, wc.Concurrency+4), 2*time.Minute, log)
+	pool, err := connectRetry(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, wc.Concurrency+4), 2*time.Minute, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	side, err := connectRetry(ctx, wc.DatabaseURL, 4, 2*time.Minute, log)
+	side, err := connectRetry(ctx, cfg.Database.URL, 4, 2*time.Minute, log)
 	if err != nil {
 		return err
 	}
@@ -68,8 +68,8 @@ func runWorker(ctx context.Context, log *slog.Logger) error {
 	if err := probe.EnsureSchema(ctx, pool); err != nil {
 		return err
 	}
-	if wc.TemplatePath != "" {
-		tmpls, nss, err := worker.LoadAndRegisterTemplates(ctx, pool, wc.TemplatePath)
+	if cfg.TemplatePath != "" {
+		tmpls, nss, err := worker.LoadAndRegisterTemplates(ctx, pool, cfg.TemplatePath)
 		if err != nil {
 			return err
 		}

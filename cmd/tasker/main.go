@@ -16,6 +16,7 @@ import (
 	exhandlers "github.com/tasker-go/tasker/examples/handlers"
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/internal/cli"
+	"github.com/tasker-go/tasker/internal/cli/demo"
 )
 
 var version = "dev"
@@ -39,5 +40,6 @@ func main() {
 		slog.Info("domain event", "event", ev.EventName, "task_uuid", ev.Metadata.TaskUUID, "fired_by", ev.Metadata.FiredBy)
 		return nil
 	}))
-	os.Exit(cli.Main(ctx, "tasker", os.Args[1:], cli.Env{Registry: reg, Publishers: pubs, Subscribers: subs, Version: version}))
+	env := cli.Env{Registry: reg, Publishers: pubs, Subscribers: subs, Version: version}
+	os.Exit(cli.Main(ctx, "tasker", os.Args[1:], env, demo.Command))
 }

@@ -126,10 +126,7 @@ func TestRootStepOutsideSchema(t *testing.T) {
 		}
 	}
 	// The most negative int64 through the tree: the largest value any math step produces, 2⁴⁰³².
-	callables := []string{"tree_workflow.root", "tree_workflow.branch_left", "tree_workflow.branch_right",
-		"tree_workflow.leaf_d", "tree_workflow.leaf_e", "tree_workflow.leaf_f", "tree_workflow.leaf_g", "tree_workflow.final_convergence"}
-	names := []string{"tree_root", "tree_branch_left", "tree_branch_right", "tree_leaf_d", "tree_leaf_e", "tree_leaf_f", "tree_leaf_g", "tree_final_convergence"}
-	got := runChain(t, `{"even_number": -9223372036854775808}`, callables, names)
+	got := runChain(t, "tree_workflow.yaml", `{"even_number": -9223372036854775808}`, treeSteps)
 	if want := strconv.Quote(new(big.Int).Lsh(big.NewInt(1), 4032).String()); got["tree_final_convergence"] != want {
 		t.Errorf("tree final for -2⁶³ = %s, want 2⁴⁰³²", got["tree_final_convergence"])
 	}

@@ -2,7 +2,6 @@ package exhandlers
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-go/tasker/handlers"
+	"github.com/tasker-go/tasker/handlers/handlertest"
 	"github.com/tasker-go/tasker/protocol"
 )
 
@@ -20,71 +20,43 @@ var fixedNow = time.Date(2026, 3, 20, 15, 4, 5, 0, time.UTC)
 func init() { now = func() time.Time { return fixedNow } }
 
 // stepOpt configures a hand-built step.
-type stepOpt func(*protocol.TaskSequenceStep)
+type stepOpt func(*handlertest.Step)
 
 // withContext sets the task context (JSON).
 func withContext(js string) stepOpt {
-	return func(s *protocol.TaskSequenceStep) { s.Task.Task.Context = json.RawMessage(js) }
+	return func(s *handlertest.Step) { s.Context(json.RawMessage(js)) }
 }
 
 // withDep adds a completed ancestor with the given result JSON.
 func withDep(name, resultJSON string) stepOpt {
-	return func(s *protocol.TaskSequenceStep) {
-		if s.DependencyResults == nil {
-			s.DependencyResults = map[string]protocol.StepExecutionResult{}
-		}
-		s.DependencyResults[name] = protocol.Success(uuid.New(), json.RawMessage(resultJSON), 1, nil)
-	}
+	return func(s *handlertest.Step) { s.Dependency(name, json.RawMessage(resultJSON)) }
 }
 
 // withInit sets handler.initialization (a JSON object).
 func withInit(js string) stepOpt {
-	return func(s *protocol.TaskSequenceStep) {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(js), &m); err != nil {
-			panic(err)
-		}
-		s.StepDefinition.Handler.Initialization = m
-	}
+	return func(s *handlertest.Step) { s.Initialization(json.RawMessage(js)) }
 }
 
 // withInputs sets workflow_steps.inputs (JSON).
 func withInputs(js string) stepOpt {
-	return func(s *protocol.TaskSequenceStep) { s.WorkflowStep.Inputs = json.RawMessage(js) }
+	return func(s *handlertest.Step) { s.Inputs(json.RawMessage(js)) }
 }
 
 // withAttempts sets workflow_steps.attempts as hydrated (nil = never claimed).
 func withAttempts(a *int32) stepOpt {
-	return func(s *protocol.TaskSequenceStep) { s.WorkflowStep.Attempts = a }
+	return func(s *handlertest.Step) {
+		if a != nil {
+			s.Attempts(*a)
+		}
+	}
 }
 
 // withName sets the step name.
 func withName(name string) stepOpt {
-	return func(s *protocol.TaskSequenceStep) { s.WorkflowStep.Name = name }
+	return func(s *handlertest.Step) { s.Name(name) }
 }
 
 var stepUUIDSeed = uuid.MustParse("0195b6a0-0000-7000-8000-000000000001")
-
-// newStep builds a hydrated step for callable.
-func newStep(callable string, opts ...stepOpt) *handlers.StepContext {
-	seq := protocol.TaskSequenceStep{
-		Task: protocol.TaskForOrchestration{
-			Task:          protocol.Task{TaskUUID: uuid.New(), CorrelationID: uuid.New(), Context: json.RawMessage(`{}`)},
-			TaskName:      "example",
-			TaskVersion:   "1.0.0",
-			NamespaceName: "examples",
-		},
-		WorkflowStep: protocol.WorkflowStepWithName{WorkflowStepUUID: stepUUIDSeed, Name: callable},
-		StepDefinition: protocol.StepDefinition{
-			Name:    callable,
-			Handler: protocol.HandlerDefinition{Callable: callable},
-		},
-	}
-	for _, o := range opts {
-		o(&seq)
-	}
-	return handlers.NewStepContext(seq)
-}
 
 // testRegistry is a registry with every example handler.
 func testRegistry(t *testing.T) *handlers.Registry {
@@ -96,15 +68,14 @@ func testRegistry(t *testing.T) *handlers.Registry {
 	return r
 }
 
-// call resolves the callable through Register's registry and runs it.
+// call runs the handler Register maps callable to on a hand-built step named callable.
 func call(t *testing.T, callable string, opts ...stepOpt) handlers.Result {
 	t.Helper()
-	step := newStep(callable, opts...)
-	h, err := testRegistry(t).Resolve(step.Definition().Handler)
-	if err != nil {
-		t.Fatal(err)
+	step := handlertest.NewStep(callable).StepUUID(stepUUIDSeed)
+	for _, o := range opts {
+		o(step)
 	}
-	return handlers.Run(context.Background(), h, step)
+	return step.RunRegistered(t, testRegistry(t)).Result
 }
 
 // output is a successful result's output as JSON; it fails the test for any other result.

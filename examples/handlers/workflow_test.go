@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-go/tasker/handlers"
+	"github.com/tasker-go/tasker/handlers/handlertest"
 	"github.com/tasker-go/tasker/protocol"
 	"github.com/tasker-go/tasker/template"
 )
@@ -93,9 +94,9 @@ func simulate(t *testing.T, tmpl *template.TaskTemplate, ctx string) *simulation
 	s := &simulation{t: t, tmpl: tmpl, defs: map[string]protocol.StepDefinition{}, context: json.RawMessage(ctx),
 		reg: testRegistry(t), steps: map[string]*simStep{}, results: map[string]protocol.StepExecutionResult{}}
 	for _, sd := range tmpl.Steps {
-		var def protocol.StepDefinition
-		if err := json.Unmarshal(mustMarshal(t, sd), &def); err != nil {
-			t.Fatalf("step %s definition: %v", sd.Name, err)
+		def, err := handlertest.StepDefinition(sd)
+		if err != nil {
+			t.Fatal(err)
 		}
 		s.defs[sd.Name] = def
 	}

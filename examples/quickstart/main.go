@@ -1,6 +1,6 @@
-// Command quickstart is the smallest useful tasker-go worker binary: one handler, registered
-// under the callable its template names, and a worker consuming its namespace. The README's
-// "Writing handlers" section walks through it.
+// Command quickstart is the smallest useful tasker-go worker binary: the linear workflow's
+// handlers, registered under the callables its template names, and worker.Main consuming its
+// namespace. The README's "Writing handlers" section walks through it.
 //
 //	DATABASE_URL=postgres://... TASKER_TEMPLATE_PATH=examples/templates TASKER_NAMESPACES=rust_e2e_linear \
 //	  go run ./examples/quickstart
@@ -9,12 +9,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/worker"
 )
@@ -22,7 +18,7 @@ import (
 // square is linear_step_1 of examples/templates/linear_workflow.yaml: it reads the task's
 // even_number and returns its square; the next step reads it with DecodeDependency.
 func square(ctx context.Context, step *handlers.StepContext) (any, error) {
-	n, err := handlers.DecodeInput[int64](step, "even_number")
+	n, err := handlers.DecodeContextField[int64](step, "even_number")
 	if err != nil {
 		return nil, handlers.ValidationError("even_number is required").Wrap(err)
 	}
@@ -54,43 +50,12 @@ func squarePrevious(previous string) handlers.Handler {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	reg := handlers.NewRegistry()
-	reg.MustRegister("linear_workflow.step_1", handlers.Func(square))
+	reg.MustRegister("linear_workflow.step_1", handlers.Func(square)) // the template's handler.callable
 	reg.MustRegister("linear_workflow.step_2", squarePrevious("linear_step_1"))
 	reg.MustRegister("linear_workflow.step_3", squarePrevious("linear_step_2"))
 	reg.MustRegister("linear_workflow.step_4", squarePrevious("linear_step_3"))
-
-	cfg, err := worker.DefaultConfig().FromEnv(os.Getenv) // DATABASE_URL, TASKER_* variables
-	if err != nil {
-		slog.Error("bad configuration", "error", err)
-		os.Exit(3)
-	}
-	pool, err := db.Connect(ctx, cfg.DatabaseURL) // search_path=tasker,public, TimeZone=UTC
-	if err != nil {
-		slog.Error("database", "error", err)
-		os.Exit(1)
-	}
-	defer pool.Close()
-	if cfg.TemplatePath != "" {
-		_, namespaces, err := worker.LoadAndRegisterTemplates(ctx, pool, cfg.TemplatePath)
-		if err != nil {
-			slog.Error("templates", "error", err)
-			os.Exit(3)
-		}
-		if len(cfg.Namespaces) == 0 {
-			cfg.Namespaces = namespaces
-		}
-	}
-	w, err := worker.New(cfg, pool, reg)
-	if err != nil {
-		slog.Error("worker", "error", err)
-		os.Exit(3)
-	}
-	if err := w.Run(ctx); err != nil { // returns after a graceful drain on SIGINT/SIGTERM
-		slog.Error("worker stopped", "error", err)
-		os.Exit(1)
-	}
+	// DATABASE_URL and the TASKER_* variables configure it; TASKER_TEMPLATE_PATH registers the
+	// templates (worker.WithTemplates). It runs until SIGINT or SIGTERM, then drains gracefully.
+	os.Exit(worker.Main(reg))
 }

@@ -167,11 +167,11 @@ func TestChaosConfigLoads(t *testing.T) {
 		w.Concurrency != concurrency || w.BatchSize != concurrency || w.PollInterval != 500*time.Millisecond {
 		t.Errorf("worker config = %+v", w)
 	}
-	if o.StaleGrace != staleGrace || o.RecoveryInterval != recoveryEvery || o.ResultPollInterval != 500*time.Millisecond ||
+	if o.StaleGrace != staleGrace || o.RecoveryInterval != recoveryEvery || o.PollInterval != 500*time.Millisecond ||
 		o.ReadinessInterval != 500*time.Millisecond || o.StuckThreshold != 20*time.Second || o.Backoff.Max != 4*time.Second {
 		t.Errorf("orchestration config = %+v", o)
 	}
-	if cfg.Web.Enabled || o.Web.Enabled {
-		t.Errorf("web servers enabled: worker %v orchestration %v", cfg.Web.Enabled, o.Web.Enabled)
+	if cfg.WorkerWeb.Enabled || cfg.OrchestrationWeb.Enabled {
+		t.Errorf("web servers enabled: worker %v orchestration %v", cfg.WorkerWeb.Enabled, cfg.OrchestrationWeb.Enabled)
 	}
 }

@@ -110,7 +110,7 @@ func runInProc(ctx context.Context, d *database, cfg Config, wl workload, tmplDi
 		return res, err
 	}
 	wcfg := worker.DefaultConfig()
-	wcfg.DatabaseURL, wcfg.Namespaces, wcfg.Concurrency = d.url, nss, cfg.Concurrency
+	wcfg.Namespaces, wcfg.Concurrency = nss, cfg.Concurrency
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	w, err := worker.New(wcfg, wpool, reg, worker.WithLogger(log))

@@ -43,7 +43,6 @@ func startNoopWorker(ctx context.Context, url string, pool *pgxpool.Pool, concur
 		return nil, err
 	}
 	wcfg := worker.DefaultConfig()
-	wcfg.DatabaseURL = url
 	wcfg.Namespaces = []string{noopNamespace}
 	wcfg.Concurrency = concurrency
 	w, err := worker.New(wcfg, pool, reg, worker.WithLogger(log))

@@ -6,34 +6,47 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tasker-go/tasker/migrations"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/template"
 	"github.com/tasker-go/tasker/worker"
 )
 
-func runMigrate(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "migrate", "migrate [--check | --status] [--database-url URL]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	check := fs.Bool("check", false, "only verify the schema tasker-go needs (works on a tasker-core database); exit 1 if something is missing")
-	status := fs.Bool("status", false, "list applied migrations")
-	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newMigrateCmd(env Env) *cobra.Command {
+	var dbURL, logLevel string
+	var check, status bool
+	cmd := &cobra.Command{
+		Use:   "migrate [--check | --status]",
+		Short: "Apply (or --check, --status) the tasker schema and PGMQ",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMigrate(cmd.Context(), env, dbURL, logLevel, check, status)
+		},
 	}
-	pool, err := connect(ctx, env, *dbURL)
+	fs := cmd.Flags()
+	fs.StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.BoolVar(&check, "check", false, "only verify the schema tasker-go needs (works on a tasker-core database); exit 1 if something is missing")
+	fs.BoolVar(&status, "status", false, "list applied migrations")
+	LogLevelVar(fs, &logLevel, "info")
+	return cmd
+}
+
+func runMigrate(ctx context.Context, env Env, dbURL, logLevel string, check, status bool) error {
+	pool, err := connect(ctx, env, dbURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	switch {
-	case *check:
+	case check:
 		if err := migrations.Check(ctx, pool); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "schema ok: every table, column, function and index tasker-go needs is present")
 		return nil
-	case *status:
+	case status:
 		applied, err := migrations.Status(ctx, pool)
 		if err != nil {
 			return err
@@ -45,35 +58,60 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		}
 		return tw.Flush()
 	}
-	if err := migrations.Up(ctx, pool, logger(env, *logLevel)); err != nil {
+	if err := migrations.Up(ctx, pool, Logger(env, logLevel)); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "migrations applied")
 	return nil
 }
 
-func runTemplates(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 {
-		return usagef("templates: want register <dir> | list | validate <dir>")
+func newTemplatesCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "templates",
+		Short: "Register | list | validate task templates",
 	}
-	sub, args := args[0], args[1:]
-	fs := newFlags(env, "templates "+sub, "templates "+sub+" [flags] [dir]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	for _, sub := range []struct{ name, use, short string }{
+		{"register", "register [DIR]", "Validate and register the templates of DIR (default $TASKER_TEMPLATE_PATH)"},
+		{"list", "list", "List the registered templates"},
+		{"validate", "validate [DIR]", "Validate the templates of DIR (default $TASKER_TEMPLATE_PATH) without a database"},
+	} {
+		var dbURL string
+		c := &cobra.Command{
+			Use:   sub.use,
+			Short: sub.short,
+			Args:  optionalArg("template directory"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return runTemplates(cmd.Context(), env, sub.name, dbURL, args)
+			},
+		}
+		if sub.name == "list" {
+			c.Args = noArgs
+		}
+		c.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+		if sub.name == "validate" {
+			_ = c.Flags().MarkHidden("database-url") // accepted for compatibility; validate needs no database
+		}
+		cmd.AddCommand(c)
 	}
-	dir := fs.Arg(0)
+	return cmd
+}
+
+func runTemplates(ctx context.Context, env Env, sub, dbURL string, args []string) error {
+	dir := ""
+	if len(args) > 0 {
+		dir = args[0]
+	}
 	if dir == "" {
 		dir = env.Getenv("TASKER_TEMPLATE_PATH")
 	}
 	switch sub {
 	case "validate", "register":
 		if dir == "" {
-			return usagef("templates %s: give a directory (or set TASKER_TEMPLATE_PATH)", sub)
+			return usagef("give a directory (or set TASKER_TEMPLATE_PATH)")
 		}
 		tmpls, err := template.LoadDir(dir)
 		if err != nil {
-			return &configError{err}
+			return &ConfigError{err}
 		}
 		if sub == "validate" {
 			for _, t := range tmpls {
@@ -81,7 +119,7 @@ func runTemplates(ctx context.Context, env Env, args []string) error {
 			}
 			return nil
 		}
-		pool, err := connect(ctx, env, *dbURL)
+		pool, err := connect(ctx, env, dbURL)
 		if err != nil {
 			return err
 		}
@@ -94,7 +132,7 @@ func runTemplates(ctx context.Context, env Env, args []string) error {
 		}
 		return nil
 	case "list":
-		pool, err := connect(ctx, env, *dbURL)
+		pool, err := connect(ctx, env, dbURL)
 		if err != nil {
 			return err
 		}
@@ -121,19 +159,30 @@ func runTemplates(ctx context.Context, env Env, args []string) error {
 		}
 		return tw.Flush()
 	}
-	return usagef("templates: unknown subcommand %q (register | list | validate)", sub)
+	return usagef("unknown subcommand %q", sub)
 }
 
-func runQueue(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || args[0] != "stats" {
-		return usagef("queue: want stats")
+func newQueueCmd(env Env) *cobra.Command {
+	var dbURL string
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "Depth and age of every PGMQ queue",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runQueueStats(cmd.Context(), env, dbURL)
+		},
 	}
-	fs := newFlags(env, "queue stats", "queue stats [--database-url URL]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
+	stats.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Stats: depth and age of every PGMQ queue",
 	}
-	pool, err := connect(ctx, env, *dbURL)
+	cmd.AddCommand(stats)
+	return cmd
+}
+
+func runQueueStats(ctx context.Context, env Env, dbURL string) error {
+	pool, err := connect(ctx, env, dbURL)
 	if err != nil {
 		return err
 	}

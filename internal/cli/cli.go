@@ -1,11 +1,12 @@
 // Package cli implements the tasker command line (cmd/tasker) and the single-purpose binaries
-// (cmd/tasker-worker, cmd/tasker-orchestrator), which share its subcommands.
+// (cmd/tasker-worker, cmd/tasker-orchestrator), which share its subcommands. The command tree is
+// built with cobra: flags may follow positional arguments, every command has --help, and
+// command-line mistakes exit with ExitUsage naming the problem.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/domainevents"
@@ -42,33 +44,14 @@ type Env struct {
 	// workers started by this binary (defaults: the default publisher, no subscribers).
 	Publishers  *domainevents.PublisherRegistry
 	Subscribers *domainevents.SubscriberRegistry
-	// Version is printed by `version` and exposed in metrics.
+	// Version is printed by `version` and --version and exposed in metrics; "dev" (or empty)
+	// is replaced by what the Go toolchain recorded in the binary (see ResolveVersion).
 	Version string
 }
 
-// command is one subcommand.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, env Env, args []string) error
-}
-
-func commands() []command {
-	return []command{
-		{"migrate", "apply (or --check, --status) the tasker schema and PGMQ", runMigrate},
-		{"templates", "register | list | validate task templates", runTemplates},
-		{"task", "submit | status | list | cancel tasks", runTask},
-		{"queue", "stats: depth and age of every PGMQ queue", runQueue},
-		{"worker", "run a worker (handlers of this binary)", runWorker},
-		{"orchestrator", "run the orchestration core", runOrchestrator},
-		{"dev", "run orchestrator + worker in one process", runDev},
-		{"demo", "start Postgres if needed, run example workflows end to end, print results", runDemo},
-		{"version", "print the version", func(_ context.Context, env Env, _ []string) error {
-			fmt.Fprintln(env.Stdout, env.Version)
-			return nil
-		}},
-	}
-}
+// Command builds an extra subcommand for Main from the (defaulted) environment; cmd/tasker adds
+// `demo` this way, so that the single-purpose binaries do not link it.
+type Command func(env Env) *cobra.Command
 
 // usageError marks errors that are the caller's command line.
 type usageError struct{ msg string }
@@ -77,11 +60,14 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// configError marks invalid configuration.
-type configError struct{ err error }
+// errNoCommand is a command line without a command: the help was printed, the exit is ExitUsage.
+var errNoCommand = &usageError{}
 
-func (e *configError) Error() string { return e.err.Error() }
-func (e *configError) Unwrap() error { return e.err }
+// ConfigError marks invalid configuration (exit code ExitConfig).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // notFoundError marks a missing task/template/queue.
 type notFoundError struct{ err error }
@@ -105,38 +91,209 @@ func (e *duplicateError) Error() string {
 
 func (e *duplicateError) Unwrap() error { return e.err }
 
-// errTaskFailed is returned by task submit --wait for a task that did not complete.
-var errTaskFailed = errors.New("task did not complete successfully")
+// ErrTaskFailed is returned when a task the command waited for did not complete (exit code
+// ExitTaskFailed).
+var ErrTaskFailed = errors.New("task did not complete successfully")
 
-// Main runs the command line args (without the program name) and returns the exit code.
-func Main(ctx context.Context, prog string, args []string, env Env) int {
+// Main runs the command line args (without the program name) and returns the exit code. extra
+// adds subcommands to the tree.
+func Main(ctx context.Context, prog string, args []string, env Env, extra ...Command) int {
 	env = env.withDefaults()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(env.Stdout, prog)
-		if len(args) == 0 {
-			return ExitUsage
+	root := newRoot(prog, env, extra)
+	return execute(ctx, root, args, env)
+}
+
+// RunCommand runs one subcommand as the whole program (for the single-purpose binaries): prog is
+// its name in help and errors, and it also answers --version.
+func RunCommand(ctx context.Context, prog, name string, args []string, env Env) int {
+	env = env.withDefaults()
+	for _, c := range subcommands(env) {
+		if c.Name() == name {
+			c.Use = prog
+			c.Version = env.Version
+			c.SetVersionTemplate("{{.Version}}\n")
+			return execute(ctx, finish(c, env), args, env)
 		}
-		return ExitOK
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return exitCode(env, prog+" "+c.name, c.run(ctx, env, args[1:]))
-		}
-	}
-	fmt.Fprintf(env.Stderr, "%s: unknown command %q\n\n", prog, args[0])
-	printUsage(env.Stderr, prog)
+	fmt.Fprintf(env.Stderr, "%s: unknown command %q\n", prog, name)
 	return ExitUsage
 }
 
-// RunCommand runs one subcommand directly (for the single-purpose binaries).
-func RunCommand(ctx context.Context, prog, name string, args []string, env Env) int {
-	env = env.withDefaults()
-	for _, c := range commands() {
-		if c.name == name {
-			return exitCode(env, prog, c.run(ctx, env, args))
+// subcommands lists the built-in commands.
+func subcommands(env Env) []*cobra.Command {
+	return []*cobra.Command{
+		newMigrateCmd(env),
+		newTemplatesCmd(env),
+		newTaskCmd(env),
+		newQueueCmd(env),
+		newWorkerCmd(env),
+		newOrchestratorCmd(env),
+		newDevCmd(env),
+		{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  noArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), env.Version)
+				return err
+			},
+		},
+	}
+}
+
+func newRoot(prog string, env Env, extra []Command) *cobra.Command {
+	root := &cobra.Command{
+		Use:   prog,
+		Short: "tasker-go: migrations, templates, tasks, queues, and the worker and orchestrator processes",
+		Long: "tasker-go: migrations, templates, tasks, queues, and the worker and orchestrator processes.\n\n" +
+			"Configuration comes from flags, environment variables (DATABASE_URL, TASKER_*) and an optional\n" +
+			"TOML file (--config or TASKER_CONFIG_PATH).",
+		Version: env.Version,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				_ = cmd.Help()
+				return errNoCommand
+			}
+			return unknownCommand(cmd, args[0])
+		},
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(subcommands(env)...)
+	for _, mk := range extra {
+		root.AddCommand(mk(env))
+	}
+	root.SetOut(env.Stdout) // before the completion command, which keeps the writer it finds
+	root.InitDefaultCompletionCmd()
+	return finish(root, env)
+}
+
+// finish applies what every command of the tree shares: output streams, silent errors (execute
+// prints them), flag errors as usage errors, and groups that refuse unknown subcommands.
+func finish(root *cobra.Command, env Env) *cobra.Command {
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SilenceErrors, root.SilenceUsage = true, true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.SuggestionsMinimumDistance = 2
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				err := check(cmd, args)
+				var ue *usageError
+				if err != nil && !errors.As(err, &ue) {
+					err = &usageError{err.Error()}
+				}
+				return err
+			}
+		}
+		if c.HasSubCommands() && c.HasParent() && !c.Runnable() {
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return usagef("want a subcommand: %s", strings.Join(subcommandNames(cmd), " | "))
+				}
+				return unknownCommand(cmd, args[0])
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
 		}
 	}
-	return ExitUsage
+	walk(root)
+	return root
+}
+
+func subcommandNames(c *cobra.Command) []string {
+	var out []string
+	for _, sub := range c.Commands() {
+		if sub.IsAvailableCommand() {
+			out = append(out, sub.Name())
+		}
+	}
+	return out
+}
+
+func unknownCommand(c *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := c.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return &usageError{msg + "; commands: " + strings.Join(subcommandNames(c), ", ")}
+}
+
+// noArgs refuses positional arguments, naming them.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument(s) %q", args)
+	}
+	return nil
+}
+
+// optionalArg accepts at most one positional argument, called what.
+func optionalArg(what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > 1 {
+			return usagef("want at most one %s, got %d arguments %q", what, len(args), args)
+		}
+		return nil
+	}
+}
+
+// oneArg wants exactly one positional argument, called what.
+func oneArg(what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usagef("want one %s, got %d arguments %q", what, len(args), args)
+		}
+		return nil
+	}
+}
+
+// execute runs root on args and maps the outcome to an exit code, printing the error.
+func execute(ctx context.Context, root *cobra.Command, args []string, env Env) int {
+	root.SetArgs(singleDashLongFlags(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if err == errNoCommand {
+		return ExitUsage
+	}
+	path := root.CommandPath()
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	fmt.Fprintf(env.Stderr, "%s: %v\n", path, err)
+	code := exitCode(err)
+	if code == ExitUsage {
+		fmt.Fprintf(env.Stderr, "Run '%s --help' for usage.\n", path)
+	}
+	return code
+}
+
+func exitCode(err error) int {
+	var ue *usageError
+	var ce *ConfigError
+	var nf *notFoundError
+	var de *duplicateError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.As(err, &ce):
+		return ExitConfig
+	case errors.As(err, &nf):
+		return ExitNotFound
+	case errors.As(err, &de):
+		return ExitDuplicate
+	case errors.Is(err, ErrTaskFailed):
+		return ExitTaskFailed
+	}
+	return ExitFailure
 }
 
 func (env Env) withDefaults() Env {
@@ -155,61 +312,8 @@ func (env Env) withDefaults() Env {
 	if env.Registry == nil {
 		env.Registry = handlers.NewRegistry()
 	}
+	env.Version = ResolveVersion(env.Version)
 	return env
-}
-
-func exitCode(env Env, prog string, err error) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return ExitOK
-	}
-	fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
-	var ue *usageError
-	var ce *configError
-	var nf *notFoundError
-	var de *duplicateError
-	switch {
-	case errors.As(err, &ue):
-		return ExitUsage
-	case errors.As(err, &ce):
-		return ExitConfig
-	case errors.As(err, &nf):
-		return ExitNotFound
-	case errors.As(err, &de):
-		return ExitDuplicate
-	case errors.Is(err, errTaskFailed):
-		return ExitTaskFailed
-	}
-	return ExitFailure
-}
-
-func printUsage(w io.Writer, prog string) {
-	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prog)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags. Configuration comes from flags, environment\n"+
-		"variables (DATABASE_URL, TASKER_*) and an optional TOML file (--config or TASKER_CONFIG_PATH).\n", prog)
-}
-
-// newFlags returns a FlagSet that prints its usage to env.Stderr and returns errors.
-func newFlags(env Env, name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: tasker %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	return nil
 }
 
 // databaseURL is --database-url, else DATABASE_URL.
@@ -220,7 +324,7 @@ func databaseURL(env Env, flagValue string) (string, error) {
 	if v := env.Getenv("DATABASE_URL"); v != "" {
 		return v, nil
 	}
-	return "", &configError{errors.New("no database: set DATABASE_URL or --database-url")}
+	return "", &ConfigError{errors.New("no database: set DATABASE_URL or --database-url")}
 }
 
 func connect(ctx context.Context, env Env, flagValue string) (*pgxpool.Pool, error) {
@@ -231,7 +335,9 @@ func connect(ctx context.Context, env Env, flagValue string) (*pgxpool.Pool, err
 	return db.Connect(ctx, url, db.WithAppName("tasker-cli"))
 }
 
-func logger(env Env, level string) *slog.Logger {
+// Logger is the commands' logger at level (debug, info, warn or error): text on env.Stderr, or
+// JSON when TASKER_LOG_FORMAT=json.
+func Logger(env Env, level string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
 	case "debug":

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/queue"
@@ -31,7 +32,7 @@ func withOrchestrator(ctx context.Context, env Env, dbURL string, fn func(o *orc
 		return err
 	}
 	defer pool.Close()
-	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, logger(env, "warn"))
+	o, err := newOrchestrator(orchestration.DefaultConfig(), pool, Logger(env, "warn"))
 	if err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func withOrchestrator(ctx context.Context, env Env, dbURL string, fn func(o *orc
 	case errors.As(err, &dup):
 		de := &duplicateError{err: err}
 		if qerr := pool.QueryRow(ctx, `SELECT task_uuid FROM tasker.tasks WHERE identity_hash = $1`, dup.IdentityHash).Scan(&de.existing); qerr != nil {
-			logger(env, "warn").Warn("cannot read the existing task", "identity_hash", dup.IdentityHash, "error", qerr)
+			Logger(env, "warn").Warn("cannot read the existing task", "identity_hash", dup.IdentityHash, "error", qerr)
 		}
 		return de
 	case errors.Is(err, orchestration.ErrInvalidRequest):
@@ -55,48 +56,68 @@ func withOrchestrator(ctx context.Context, env Env, dbURL string, fn func(o *orc
 func newOrchestrator(cfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger) (*orchestration.Orchestrator, error) {
 	o, err := orchestration.New(cfg, pool, orchestration.WithLogger(log))
 	if err != nil {
-		return nil, &configError{err}
+		return nil, &ConfigError{err}
 	}
 	return o, nil
 }
 
-// runDev runs the orchestrator and a worker in one process (for development).
-func runDev(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "dev", "dev [flags]")
+func newDevCmd(env Env) *cobra.Command {
 	var rf runFlags
-	rf.register(fs, true, true)
-	cfg, err := loadRun(env, fs, &rf, args)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run orchestrator + worker in one process",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), env, &rf)
+		},
+	}
+	rf.register(cmd.Flags(), true, true)
+	return cmd
+}
+
+// runDev runs the orchestrator and a worker in one process (for development).
+func runDev(ctx context.Context, env Env, rf *runFlags) error {
+	cfg, err := rf.load(env)
 	if err != nil {
 		return err
 	}
-	log := logger(env, rf.logLevel)
+	log := Logger(env, rf.logLevel)
 	stopTracing, err := setupTracing(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer stopTracing()
-	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, max(cfg.Worker.MaxConns, cfg.Worker.Concurrency+16), dbSession(cfg, "tasker-dev"))
+	pool, err := OpenPool(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, cfg.Worker.Concurrency+16), dbSession(cfg, "tasker-dev"))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	webAddr := ""
-	if cfg.Web.Enabled {
-		webAddr = cfg.Web.BindAddress
+	aio := AllInOne{Worker: cfg.Worker, Templates: cfg.TemplatePath, Orchestration: cfg.Orchestration}
+	if cfg.WorkerWeb.Enabled {
+		aio.WebAddr = cfg.WorkerWeb.BindAddress
 	}
-	return runAllInOne(ctx, env, cfg.Worker, orchestrationConfig(cfg), pool, log, webAddr, nil)
+	return RunAllInOne(ctx, env, pool, log, aio)
 }
 
-// runAllInOne starts orchestrator and worker on pool (and the worker's health/metrics server on
-// webAddr unless it is empty) and returns when ctx ends (or, when ready is non-nil, calls it once
-// both are up and returns its result after stopping them).
-func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestration.Config, pool *pgxpool.Pool, log *slog.Logger,
-	webAddr string, ready func(ctx context.Context, o *orchestration.Orchestrator) error) error {
-	w, err := startWorker(ctx, env, wcfg, pool, log)
+// AllInOne is what RunAllInOne starts.
+type AllInOne struct {
+	Worker        worker.Config
+	Templates     string // template directory registered before the worker starts; "" for none
+	Orchestration orchestration.Config
+	// WebAddr is where the worker's health/metrics server listens; "" serves none.
+	WebAddr string
+	// Ready, when set, is called once both are up; RunAllInOne then stops them and returns its
+	// result. Unset, RunAllInOne returns when ctx ends.
+	Ready func(ctx context.Context, o *orchestration.Orchestrator) error
+}
+
+// RunAllInOne runs an orchestrator and a worker on pool (see AllInOne).
+func RunAllInOne(ctx context.Context, env Env, pool *pgxpool.Pool, log *slog.Logger, a AllInOne) error {
+	w, err := startWorker(ctx, env, a.Worker, a.Templates, pool, log)
 	if err != nil {
 		return err
 	}
-	o, err := newOrchestrator(ocfg, pool, log)
+	o, err := newOrchestrator(a.Orchestration, pool, log)
 	if err != nil {
 		return err
 	}
@@ -108,10 +129,10 @@ func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestr
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	if webAddr != "" {
-		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, webAddr, env.Version))
+	if a.WebAddr != "" {
+		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, a.WebAddr, env.Version))
 		if err := srv.Start(); err != nil {
-			return fmt.Errorf("web server on %s: %w", webAddr, err)
+			return fmt.Errorf("web server on %s: %w", a.WebAddr, err)
 		}
 		log.Info("serving health and metrics", "addr", srv.Addr())
 		defer shutdownWeb(srv)
@@ -123,8 +144,8 @@ func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestr
 	go func() { defer wg.Done(); errs <- o.Run(runCtx) }()
 	go func() { defer wg.Done(); errs <- w.Run(runCtx) }()
 	var result error
-	if ready != nil {
-		result = ready(runCtx, o)
+	if a.Ready != nil {
+		result = a.Ready(runCtx, o)
 		stop()
 	}
 	wg.Wait()
@@ -137,57 +158,66 @@ func runAllInOne(ctx context.Context, env Env, wcfg worker.Config, ocfg orchestr
 	return result
 }
 
-func runTask(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 {
-		return usagef("task: want submit | status | list | cancel")
+func newTaskCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Submit | status | list | cancel tasks",
 	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "submit":
-		return runTaskSubmit(ctx, env, args)
-	case "status":
-		return runTaskStatus(ctx, env, args)
-	case "list":
-		return runTaskList(ctx, env, args)
-	case "cancel":
-		return runTaskCancel(ctx, env, args)
-	}
-	return usagef("task: unknown subcommand %q (submit | status | list | cancel)", sub)
+	cmd.AddCommand(newTaskSubmitCmd(env), newTaskStatusCmd(env), newTaskListCmd(env), newTaskCancelCmd(env))
+	return cmd
 }
 
-func runTaskSubmit(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "task submit", "task submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	file := fs.String("file", "", "TaskRequest JSON file (tasker-core's shape); - reads standard input")
-	ns := fs.String("namespace", "", "template namespace")
-	name := fs.String("name", "", "template name")
-	version := fs.String("version", "", "template version (default: the latest registered)")
-	ctxJSON := fs.String("context", "", "task context JSON")
-	idemKey := fs.String("idempotency-key", "", "identify the task by this key instead of its context: a second submit with the same key is a duplicate (exit 6), whatever its context")
-	wait := fs.Bool("wait", false, "wait until the task finishes, showing its progress")
-	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait: give up after this long")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// submitOptions are task submit's flags.
+type submitOptions struct {
+	dbURL, file, namespace, name, version, context, idempotencyKey string
+	wait                                                           bool
+	timeout                                                        time.Duration
+}
+
+func newTaskSubmitCmd(env Env) *cobra.Command {
+	var o submitOptions
+	cmd := &cobra.Command{
+		Use:   "submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait]",
+		Short: "Create a task; prints its uuid",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTaskSubmit(cmd.Context(), env, o)
+		},
 	}
-	req, err := buildRequest(env.Stdin, *file, *ns, *name, *version, *ctxJSON)
+	fs := cmd.Flags()
+	fs.StringVar(&o.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&o.file, "file", "", "TaskRequest JSON file (tasker-core's shape); - reads standard input")
+	fs.StringVar(&o.namespace, "namespace", "", "template namespace")
+	fs.StringVar(&o.name, "name", "", "template name")
+	fs.StringVar(&o.version, "version", "", "template version (default: the latest registered)")
+	fs.StringVar(&o.context, "context", "", "task context JSON")
+	fs.StringVar(&o.idempotencyKey, "idempotency-key", "", "identify the task by this key instead of its context: a second submit with the same key is a duplicate (exit 6), whatever its context")
+	fs.BoolVar(&o.wait, "wait", false, "wait until the task finishes, showing its progress")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "with --wait: give up after this long")
+	return cmd
+}
+
+func runTaskSubmit(ctx context.Context, env Env, opts submitOptions) error {
+	req, err := buildRequest(env.Stdin, opts.file, opts.namespace, opts.name, opts.version, opts.context)
 	if err != nil {
 		return err
 	}
-	if *idemKey != "" {
-		req.IdempotencyKey = idemKey
+	if opts.idempotencyKey != "" {
+		key := opts.idempotencyKey
+		req.IdempotencyKey = &key
 	}
-	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
+	return withOrchestrator(ctx, env, opts.dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
 		created, err := o.CreateTask(ctx, req)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, created.TaskUUID)
-		if !*wait {
+		if !opts.wait {
 			return nil
 		}
-		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		wctx, cancel := context.WithTimeout(ctx, opts.timeout)
 		defer cancel()
-		st, err := watchTask(wctx, o, created.TaskUUID, env.Stderr)
+		st, err := WatchTask(wctx, o, created.TaskUUID, env.Stderr)
 		if err != nil {
 			return err
 		}
@@ -195,7 +225,7 @@ func runTaskSubmit(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		if st.State != state.TaskComplete {
-			return fmt.Errorf("%w: %s", errTaskFailed, st.State)
+			return fmt.Errorf("%w: %s", ErrTaskFailed, st.State)
 		}
 		return nil
 	})
@@ -227,10 +257,10 @@ func buildRequest(stdin io.Reader, file, ns, name, version, ctxJSON string) (orc
 		req.Context = json.RawMessage(ctxJSON)
 	}
 	if req.Namespace == "" || req.Name == "" {
-		return req, usagef("task submit: namespace and name are required (--namespace, --name or --file)")
+		return req, usagef("namespace and name are required (--namespace, --name or --file)")
 	}
 	if err := queue.ValidateNamespace(req.Namespace); err != nil {
-		return req, usagef("task submit: %v", err)
+		return req, &usageError{err.Error()}
 	}
 	if req.Initiator == "" {
 		req.Initiator = "tasker-cli"
@@ -255,9 +285,9 @@ func readRequestFile(stdin io.Reader, file string) (orchestration.TaskRequest, e
 	return req, err
 }
 
-// watchTask polls the task until it reaches a final or blocked state, writing one progress line
+// WatchTask polls the task until it reaches a final or blocked state, writing one progress line
 // whenever something changed: steps done/total, the task state and the steps that moved.
-func watchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUID, w io.Writer) (*orchestration.TaskStatus, error) {
+func WatchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUID, w io.Writer) (*orchestration.TaskStatus, error) {
 	last := map[string]state.StepState{}
 	start := time.Now()
 	lastKey := ""
@@ -297,23 +327,41 @@ func watchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUI
 	}
 }
 
-func runTaskStatus(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "task status", "task status [--json] TASK_UUID")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	asJSON := fs.Bool("json", false, "print the full status as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newTaskStatusCmd(env Env) *cobra.Command {
+	var dbURL string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json] TASK_UUID",
+		Short: "Show a task and its steps as a dependency tree",
+		Args:  oneArg("task uuid"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseTaskUUID(args[0])
+			if err != nil {
+				return err
+			}
+			return runTaskStatus(cmd.Context(), env, dbURL, id, asJSON)
+		},
 	}
-	id, err := uuid.Parse(fs.Arg(0))
+	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full status as JSON")
+	return cmd
+}
+
+func parseTaskUUID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
 	if err != nil {
-		return usagef("task status: want a task uuid, got %q", fs.Arg(0))
+		return uuid.Nil, usagef("want a task uuid, got %q", s)
 	}
-	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
+	return id, nil
+}
+
+func runTaskStatus(ctx context.Context, env Env, dbURL string, id uuid.UUID, asJSON bool) error {
+	return withOrchestrator(ctx, env, dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
 		st, err := o.TaskStatus(ctx, id)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if asJSON {
 			enc := json.NewEncoder(env.Stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(st)
@@ -336,15 +384,38 @@ func printStatus(ctx context.Context, w io.Writer, pool *pgxpool.Pool, st *orche
 	return nil
 }
 
-func runTaskList(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "task list", "task list [--limit N] [--state STATE]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	limit := fs.Int("limit", 20, "how many tasks, newest first")
-	stateFilter := fs.String("state", "", "only tasks in this state")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newTaskListCmd(env Env) *cobra.Command {
+	var dbURL, stateFilter string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list [--limit N] [--state STATE]",
+		Short: "List tasks, newest first",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef("--limit: want a number of tasks, got %d", limit)
+			}
+			return runTaskList(cmd.Context(), env, dbURL, limit, stateFilter)
+		},
 	}
-	pool, err := connect(ctx, env, *dbURL)
+	fs := cmd.Flags()
+	fs.StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.IntVar(&limit, "limit", 20, "how many tasks, newest first")
+	var states []string
+	for _, s := range state.TaskStates() {
+		states = append(states, string(s))
+	}
+	fs.Var(&enumValue{value: &stateFilter, allowed: states, canon: func(v string) string {
+		if s, err := state.ParseTaskState(v); err == nil {
+			return string(s)
+		}
+		return v
+	}}, "state", "only tasks in this state ("+strings.Join(states, "|")+")")
+	return cmd
+}
+
+func runTaskList(ctx context.Context, env Env, dbURL string, limit int, stateFilter string) error {
+	pool, err := connect(ctx, env, dbURL)
 	if err != nil {
 		return err
 	}
@@ -358,7 +429,7 @@ func runTaskList(ctx context.Context, env Env, args []string) error {
 		  JOIN tasker.task_namespaces tn USING (task_namespace_uuid)
 		  LEFT JOIN tasker.task_transitions tr ON tr.task_uuid = t.task_uuid AND tr.most_recent
 		 WHERE $2 = '' OR COALESCE(tr.to_state, 'pending') = $2
-		 ORDER BY t.created_at DESC LIMIT $1`, *limit, *stateFilter)
+		 ORDER BY t.created_at DESC LIMIT $1`, limit, stateFilter)
 	if err != nil {
 		return err
 	}
@@ -381,17 +452,26 @@ func runTaskList(ctx context.Context, env Env, args []string) error {
 	return tw.Flush()
 }
 
-func runTaskCancel(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "task cancel", "task cancel TASK_UUID")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newTaskCancelCmd(env Env) *cobra.Command {
+	var dbURL string
+	cmd := &cobra.Command{
+		Use:   "cancel TASK_UUID",
+		Short: "Cancel a task and its unfinished steps",
+		Args:  oneArg("task uuid"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseTaskUUID(args[0])
+			if err != nil {
+				return err
+			}
+			return runTaskCancel(cmd.Context(), env, dbURL, id)
+		},
 	}
-	id, err := uuid.Parse(fs.Arg(0))
-	if err != nil {
-		return usagef("task cancel: want a task uuid, got %q", fs.Arg(0))
-	}
-	return withOrchestrator(ctx, env, *dbURL, func(o *orchestration.Orchestrator, _ *pgxpool.Pool) error {
+	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	return cmd
+}
+
+func runTaskCancel(ctx context.Context, env Env, dbURL string, id uuid.UUID) error {
+	return withOrchestrator(ctx, env, dbURL, func(o *orchestration.Orchestrator, _ *pgxpool.Pool) error {
 		n, err := o.Cancel(ctx, id)
 		if err != nil {
 			return err

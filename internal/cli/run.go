@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tasker-go/tasker/config"
 	"github.com/tasker-go/tasker/db"
@@ -27,16 +28,18 @@ import (
 // runFlags are the flags of the long-running commands (worker, orchestrator, dev). Flags win
 // over the environment, which wins over the TOML file, which wins over the defaults.
 type runFlags struct {
+	fs                                                          *pflag.FlagSet
 	configPath, dbURL, templates, namespaces, logLevel, webAddr string
 	concurrency                                                 int
 	noWeb                                                       bool
 	readiness, poll                                             time.Duration
 }
 
-func (f *runFlags) register(fs *flag.FlagSet, withWorker, withOrch bool) {
+func (f *runFlags) register(fs *pflag.FlagSet, withWorker, withOrch bool) {
+	f.fs = fs
 	fs.StringVar(&f.configPath, "config", "", "TOML configuration file (default $TASKER_CONFIG_PATH)")
 	fs.StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
+	LogLevelVar(fs, &f.logLevel, "info")
 	fs.StringVar(&f.webAddr, "web-addr", "", "health/metrics HTTP address (default $TASKER_WEB_BIND_ADDRESS, 0.0.0.0:8081 for workers, 0.0.0.0:8080 for orchestrators)")
 	fs.BoolVar(&f.noWeb, "no-web", false, "do not serve health and metrics endpoints")
 	if withWorker {
@@ -50,100 +53,57 @@ func (f *runFlags) register(fs *flag.FlagSet, withWorker, withOrch bool) {
 	}
 }
 
-// load reads the configuration with the flags applied last.
+// load reads the configuration with the flags the command line set applied last.
 func (f *runFlags) load(env Env) (config.Config, error) {
+	set := func(name string) bool { return f.fs != nil && f.fs.Changed(name) }
 	cfg, err := config.Load(config.Options{Path: f.configPath, Getenv: env.Getenv, Apply: func(c *config.Config) error {
-		if f.dbURL != "" {
-			c.Worker.DatabaseURL = f.dbURL
+		if set("database-url") {
+			c.Database.URL = f.dbURL
 		}
-		if f.templates != "" {
-			c.Worker.TemplatePath = f.templates
+		if set("templates") {
+			c.TemplatePath = f.templates
 		}
-		if f.namespaces != "" {
+		if set("namespaces") {
 			c.Worker.Namespaces = splitComma(f.namespaces)
 		}
-		if f.concurrency != 0 {
+		if set("concurrency") {
 			c.Worker.Concurrency = f.concurrency
 		}
-		if f.webAddr != "" {
-			c.Web.BindAddress, c.Orchestration.Web.BindAddress = f.webAddr, f.webAddr
+		if set("web-addr") {
+			c.WorkerWeb.BindAddress, c.OrchestrationWeb.BindAddress = f.webAddr, f.webAddr
 		}
 		if f.noWeb {
-			c.Web.Enabled, c.Orchestration.Web.Enabled = false, false
+			c.WorkerWeb.Enabled, c.OrchestrationWeb.Enabled = false, false
 		}
-		if f.readiness != 0 {
+		if set("readiness-interval") {
 			c.Orchestration.ReadinessInterval = f.readiness
 		}
-		if f.poll != 0 {
-			c.Orchestration.ResultPollInterval = f.poll
+		if set("result-poll-interval") {
+			c.Orchestration.PollInterval = f.poll
 		}
 		return nil
 	}})
 	if err != nil {
-		return cfg, &configError{err}
+		return cfg, &ConfigError{err}
 	}
 	return cfg, nil
-}
-
-// loadRun parses the flags of a long-running command and loads its configuration, which must
-// name a database.
-func loadRun(env Env, fs *flag.FlagSet, rf *runFlags, args []string) (config.Config, error) {
-	if err := parseFlags(fs, args); err != nil {
-		return config.Config{}, err
-	}
-	cfg, err := rf.load(env)
-	if err != nil {
-		return cfg, err
-	}
-	if cfg.Worker.DatabaseURL == "" {
-		return cfg, &configError{errors.New("config DATABASE_URL: required")}
-	}
-	return cfg, nil
-}
-
-// orchestrationConfig maps the file/env configuration onto the orchestrator's.
-func orchestrationConfig(c config.Config) orchestration.Config {
-	o := c.Orchestration
-	oc := orchestration.Config{
-		ProcessorUUID:      o.ProcessorUUID,
-		PollInterval:       o.ResultPollInterval,
-		ReadinessInterval:  o.ReadinessInterval,
-		RecoveryInterval:   o.RecoveryInterval,
-		ResultBatchSize:    o.ResultBatchSize,
-		ResultConcurrency:  o.ResultConcurrency,
-		SweepBatchSize:     o.SweepBatchSize,
-		VisibilityTimeout:  o.ResultVisibilityTimeout,
-		DefaultStepTimeout: c.Worker.StepTimeout,
-		StaleGrace:         o.StaleGrace,
-		StuckThreshold:     o.StuckThreshold,
-		MaxDecisionSteps:   o.MaxStepsPerDecision,
-		DBTimeout:          c.Worker.DBTimeout,
-		Backoff: orchestration.BackoffConfig{
-			Base: o.Backoff.Base, Max: o.Backoff.Max, Multiplier: o.Backoff.Multiplier,
-			JitterPercent: o.Backoff.JitterMaxPercentage,
-		},
-	}
-	if !o.Backoff.JitterEnabled {
-		oc.Backoff.JitterPercent = orchestration.NoJitter
-	}
-	return oc.WithDefaults()
 }
 
 // startWorker registers templates, fills in namespaces, wires domain events and returns a
 // worker ready to Run.
-func startWorker(ctx context.Context, env Env, cfg worker.Config, pool *pgxpool.Pool, log *slog.Logger, opts ...worker.Option) (*worker.Worker, error) {
-	if cfg.TemplatePath != "" {
-		tmpls, nss, err := worker.LoadAndRegisterTemplates(ctx, pool, cfg.TemplatePath)
+func startWorker(ctx context.Context, env Env, cfg worker.Config, templates string, pool *pgxpool.Pool, log *slog.Logger, opts ...worker.Option) (*worker.Worker, error) {
+	if templates != "" {
+		tmpls, nss, err := worker.LoadAndRegisterTemplates(ctx, pool, templates)
 		if err != nil {
-			return nil, &configError{err}
+			return nil, &ConfigError{err}
 		}
-		log.Info("templates registered", "count", len(tmpls), "namespaces", nss, "path", cfg.TemplatePath)
+		log.Info("templates registered", "count", len(tmpls), "namespaces", nss, "path", templates)
 		if len(cfg.Namespaces) == 0 {
 			cfg.Namespaces = nss
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, &configError{err}
+		return nil, &ConfigError{err}
 	}
 	pubs := env.Publishers
 	if pubs == nil {
@@ -162,15 +122,17 @@ func startWorker(ctx context.Context, env Env, cfg worker.Config, pool *pgxpool.
 	all := append([]worker.Option{worker.WithLogger(log), worker.WithEvents(events)}, opts...)
 	w, err := worker.New(cfg, pool, env.Registry, all...)
 	if err != nil {
-		return nil, &configError{err}
+		return nil, &ConfigError{err}
 	}
 	return w, nil
 }
 
-func openPool(ctx context.Context, url string, maxConns int, session db.Option) (*pgxpool.Pool, error) {
+// OpenPool connects to url with a pool of maxConns connections (0: pgxpool's default) and the
+// session settings of session.
+func OpenPool(ctx context.Context, url string, maxConns int, session db.Option) (*pgxpool.Pool, error) {
 	pc, err := db.Config(url, session)
 	if err != nil {
-		return nil, &configError{err}
+		return nil, &ConfigError{err}
 	}
 	if maxConns > 0 {
 		pc.MaxConns = int32(maxConns)
@@ -178,36 +140,47 @@ func openPool(ctx context.Context, url string, maxConns int, session db.Option) 
 	return db.ConnectConfig(ctx, pc)
 }
 
-func runWorker(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "worker", "worker [flags]")
+func newWorkerCmd(env Env) *cobra.Command {
 	var rf runFlags
-	rf.register(fs, true, false)
-	cfg, err := loadRun(env, fs, &rf, args)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker (handlers of this binary)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), env, &rf)
+		},
+	}
+	rf.register(cmd.Flags(), true, false)
+	return cmd
+}
+
+func runWorker(ctx context.Context, env Env, rf *runFlags) error {
+	cfg, err := rf.load(env)
 	if err != nil {
 		return err
 	}
-	log := logger(env, rf.logLevel)
+	log := Logger(env, rf.logLevel)
 	stopTracing, err := setupTracing(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer stopTracing()
 	wc := cfg.Worker
-	pool, err := openPool(ctx, wc.DatabaseURL, max(wc.MaxConns, wc.Concurrency+4), dbSession(cfg, "tasker-worker"))
+	pool, err := OpenPool(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, wc.Concurrency+4), dbSession(cfg, "tasker-worker"))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	w, err := startWorker(ctx, env, wc, pool, log)
+	w, err := startWorker(ctx, env, wc, cfg.TemplatePath, pool, log)
 	if err != nil {
 		return err
 	}
 	stopStatus := logStatusOnSIGUSR1(ctx, log, func() any { return w.Metrics().Snapshot() })
 	defer stopStatus()
-	if cfg.Web.Enabled {
-		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, cfg.Web.BindAddress, env.Version))
+	if cfg.WorkerWeb.Enabled {
+		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, cfg.WorkerWeb.BindAddress, env.Version))
 		if err := srv.Start(); err != nil {
-			return fmt.Errorf("web server on %s: %w", cfg.Web.BindAddress, err)
+			return fmt.Errorf("web server on %s: %w", cfg.WorkerWeb.BindAddress, err)
 		}
 		log.Info("serving health and metrics", "addr", srv.Addr())
 		defer shutdownWeb(srv)
@@ -216,28 +189,39 @@ func runWorker(ctx context.Context, env Env, args []string) error {
 	return w.Run(ctx)
 }
 
-func runOrchestrator(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "orchestrator", "orchestrator [flags]")
+func newOrchestratorCmd(env Env) *cobra.Command {
 	var rf runFlags
-	rf.register(fs, false, true)
-	cfg, err := loadRun(env, fs, &rf, args)
+	cmd := &cobra.Command{
+		Use:   "orchestrator",
+		Short: "Run the orchestration core",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runOrchestrator(cmd.Context(), env, &rf)
+		},
+	}
+	rf.register(cmd.Flags(), false, true)
+	return cmd
+}
+
+func runOrchestrator(ctx context.Context, env Env, rf *runFlags) error {
+	cfg, err := rf.load(env)
 	if err != nil {
 		return err
 	}
-	log := logger(env, rf.logLevel)
-	pool, err := openPool(ctx, cfg.Worker.DatabaseURL, 16, dbSession(cfg, "tasker-orchestrator"))
+	log := Logger(env, rf.logLevel)
+	pool, err := OpenPool(ctx, cfg.Database.URL, 16, dbSession(cfg, "tasker-orchestrator"))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	o, err := newOrchestrator(orchestrationConfig(cfg), pool, log)
+	o, err := newOrchestrator(cfg.Orchestration, pool, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Orchestration.Web.Enabled {
-		srv := orchestratorWeb(o, pool, cfg.Orchestration.Web.BindAddress, log)
+	if cfg.OrchestrationWeb.Enabled {
+		srv := orchestratorWeb(o, pool, cfg.OrchestrationWeb.BindAddress, log)
 		if err := srv.Start(); err != nil {
-			return fmt.Errorf("web server on %s: %w", cfg.Orchestration.Web.BindAddress, err)
+			return fmt.Errorf("web server on %s: %w", cfg.OrchestrationWeb.BindAddress, err)
 		}
 		log.Info("serving health and metrics", "addr", srv.Addr())
 		defer shutdownWeb(srv)
@@ -258,7 +242,7 @@ func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr str
 		NotReadyMessage: "Orchestrator is not ready to process results",
 		Checks: []web.Check{web.DatabaseCheck(web.SelectOne(pool)), web.QueuesCheck(q, orchQueues),
 			web.ReadsCheck(o, 2*o.Config().DBTimeout+o.Config().PollInterval, nil)},
-		Collectors: []web.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o)},
+		Collectors: []prometheus.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o)},
 		Logger:     log,
 	})
 }
@@ -273,7 +257,7 @@ func setupTracing(ctx context.Context, cfg config.Config) (func(), error) {
 	shutdown, err := tracing.Setup(ctx, tracing.Config{Enabled: cfg.Telemetry.Enabled, ServiceName: cfg.Telemetry.ServiceName,
 		Exporter: cfg.Telemetry.Exporter, Endpoint: cfg.Telemetry.Endpoint})
 	if err != nil {
-		return nil, &configError{err}
+		return nil, &ConfigError{err}
 	}
 	return func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)

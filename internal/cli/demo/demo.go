@@ -1,4 +1,7 @@
-package cli
+// Package demo is `tasker demo`: it starts PostgreSQL in Docker when no database is given, runs
+// the example workflows end to end and prints their results. Only cmd/tasker registers it, so
+// the worker and orchestrator binaries link no Docker client.
+package demo
 
 import (
 	"context"
@@ -13,9 +16,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker/db"
 	exhandlers "github.com/tasker-go/tasker/examples/handlers"
+	"github.com/tasker-go/tasker/internal/cli"
 	"github.com/tasker-go/tasker/internal/pgcontainer"
 	"github.com/tasker-go/tasker/migrations"
 	"github.com/tasker-go/tasker/orchestration"
@@ -53,16 +58,38 @@ func demoScenarios(dataDir string) []demoScenario {
 	}
 }
 
-func runDemo(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "demo", "demo [--database-url URL] [--templates DIR]")
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL; unset: start Postgres in Docker)")
-	templates := fs.String("templates", "examples/templates", "example template directory")
-	logLevel := fs.String("log-level", "warn", "debug|info|warn|error (worker and orchestrator logs)")
-	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// Command is `tasker demo`, for cli.Main.
+func Command(env cli.Env) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "demo [--database-url URL] [--templates DIR]",
+		Short: "Start Postgres if needed, run example workflows end to end, print results",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected argument(s) %q", args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), env, o)
+		},
 	}
-	url := *dbURL
+	fs := cmd.Flags()
+	fs.StringVar(&o.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL; unset: start Postgres in Docker)")
+	fs.StringVar(&o.templates, "templates", "examples/templates", "example template directory")
+	cli.LogLevelVar(fs, &o.logLevel, "warn")
+	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up after this long")
+	return cmd
+}
+
+// options are the demo's flags.
+type options struct {
+	dbURL, templates, logLevel string
+	timeout                    time.Duration
+}
+
+func run(ctx context.Context, env cli.Env, opts options) error {
+	url := opts.dbURL
 	if url == "" {
 		url = env.Getenv("DATABASE_URL")
 	}
@@ -78,12 +105,12 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 	}
 	dataDir := exhandlers.DataDir()
 	if dataDir == "" {
-		return &configError{errors.New("examples/data not found: run the demo from a source checkout")}
+		return &cli.ConfigError{Err: errors.New("examples/data not found: run the demo from a source checkout")}
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	log := logger(env, *logLevel)
-	pool, err := openPool(ctx, url, 40, db.WithAppName("tasker-demo"))
+	log := cli.Logger(env, opts.logLevel)
+	pool, err := cli.OpenPool(ctx, url, 40, db.WithAppName("tasker-demo"))
 	if err != nil {
 		return err
 	}
@@ -93,17 +120,18 @@ func runDemo(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	wcfg := worker.DefaultConfig()
-	wcfg.DatabaseURL = url
 	wcfg.PollInterval = 200 * time.Millisecond
-	wcfg.TemplatePath = *templates
 	ocfg := orchestration.Config{ReadinessInterval: 200 * time.Millisecond, PollInterval: 200 * time.Millisecond}.WithDefaults()
 	// Retries wait 1s, 2s, ... instead of tasker-core's production base: the demo should be short.
 	ocfg.Backoff.Max = 4 * time.Second
-	fmt.Fprintf(env.Stdout, "==> registering templates from %s, starting orchestrator + worker\n", *templates)
+	fmt.Fprintf(env.Stdout, "==> registering templates from %s, starting orchestrator + worker\n", opts.templates)
 	var results []demoResult
-	err = runAllInOne(ctx, env, wcfg, ocfg, pool, log, "", func(ctx context.Context, o *orchestration.Orchestrator) error {
-		results = runScenarios(ctx, env.Stdout, o, demoScenarios(dataDir))
-		return nil
+	err = cli.RunAllInOne(ctx, env, pool, log, cli.AllInOne{
+		Worker: wcfg, Templates: opts.templates, Orchestration: ocfg,
+		Ready: func(ctx context.Context, o *orchestration.Orchestrator) error {
+			results = runScenarios(ctx, env.Stdout, o, demoScenarios(dataDir))
+			return nil
+		},
 	})
 	if err != nil {
 		return err
@@ -142,7 +170,7 @@ func runScenarios(ctx context.Context, out io.Writer, o *orchestration.Orchestra
 			}
 			r.task = created.TaskUUID
 			w := &prefixWriter{w: out, mu: &mu, prefix: fmt.Sprintf("%-20s ", sc.label)}
-			r.status, r.err = watchTask(ctx, o, created.TaskUUID, w)
+			r.status, r.err = cli.WatchTask(ctx, o, created.TaskUUID, w)
 			r.elapsed = time.Since(start)
 		}()
 	}
@@ -172,7 +200,7 @@ func printDemoResults(out io.Writer, results []demoResult) error {
 		return err
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%w: %s", errTaskFailed, strings.Join(failed, "; "))
+		return fmt.Errorf("%w: %s", cli.ErrTaskFailed, strings.Join(failed, "; "))
 	}
 	fmt.Fprintf(out, "\nall %d scenarios ended as expected (the permanent failure is meant to block)\n", len(results))
 	return nil
