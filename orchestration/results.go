@@ -79,7 +79,7 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	// BEGIN, the task lock and the step lock (in that order, as everywhere), one round trip.
 	b := &pgx.Batch{}
 	tl := queueLockTask(b, sm.TaskUUID, false)
-	sl := queueLockStep(b, sm.StepUUID)
+	sl := state.QueueLockStep(b, sm.StepUUID)
 	taken := true
 	if hinted {
 		b.Queue(`SELECT count(*) > 0 FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)`,
@@ -105,13 +105,13 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 		return "", err
 	}
 	var outcome ResultOutcome
-	step, err := sl.result()
+	step, err := sl.Result()
 	if err == nil {
 		outcome, err = o.applyResult(ctx, tx, task, step, log)
 	}
 	var reason, detail string
 	switch {
-	case errors.Is(err, errStepNotFound):
+	case errors.Is(err, state.ErrStepNotFound):
 		reason, detail, outcome = reasonStepNotFound, err.Error(), OutcomeUnknownStep
 	case errors.Is(err, errTaskMismatch):
 		reason, detail, outcome = reasonTaskMismatch, err.Error(), OutcomeUnknownStep
