@@ -75,19 +75,7 @@ func deStart(t *testing.T, pool *pgxpool.Pool, ns string, reg *handlers.Registry
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker.Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := runInBackground(t, "worker", w.Run)
 	if err := w.EnsureQueues(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -110,19 +98,7 @@ func deConsume(t *testing.T, pool *pgxpool.Pool, subs *domainevents.SubscriberRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("consumer.Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := runInBackground(t, "consumer", c.Run)
 	return &deRunningConsumer{c: c, stop: stop}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +155,25 @@ func randomHex(t testing.TB, n int) string {
 		t.Fatalf("random: %v", err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// runInBackground runs run (a worker's, orchestrator's or consumer's Run) until the test ends or
+// the returned stop is called; stop cancels its context, waits for it to return and reports an
+// error it returned, naming it what.
+func runInBackground(t testing.TB, what string, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s.Run: %v", what, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

@@ -85,20 +85,7 @@ func orchNew(t *testing.T, pool *pgxpool.Pool, mod func(*orchestration.Config)) 
 // orchRun runs o until the test ends (or the returned stop is called).
 func orchRun(t *testing.T, o *orchestration.Orchestrator) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("orchestrator Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runInBackground(t, "orchestrator", o.Run)
 }
 
 // orchWorker runs a Go worker for ns with reg until the test ends.

@@ -97,15 +97,7 @@ func wkStartResolver(t *testing.T, pool *pgxpool.Pool, nss []string, res worker.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker.Run: %v", err)
-		}
-	})
+	runInBackground(t, "worker", w.Run)
 }
 
 // scRun creates a task and waits until it is final or blocked; it returns the task status.

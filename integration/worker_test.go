@@ -92,19 +92,7 @@ func wkStart(t *testing.T, pool *pgxpool.Pool, ns string, reg *handlers.Registry
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker.Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := runInBackground(t, "worker", w.Run)
 	return &wkRunning{w: w, stop: stop}
 }
 
