@@ -165,18 +165,12 @@ func (c *DurableConsumer) Run(ctx context.Context) error {
 		wakers[q] = queue.NewWaker()
 	}
 	if !c.cfg.NoListen {
-		url := c.cfg.ListenURL
-		if url == "" {
-			url = c.pool.Config().ConnString()
-		}
 		// tasker.extract_queue_namespace maps "<ns>_domain_events" to "default".
-		l, err := queue.Listen(ctx, queue.ListenerConfig{URL: url, Channels: []string{queue.NotifyChannel("default")}, Logger: c.log})
-		if err != nil {
-			c.log.Warn("LISTEN unavailable; polling only", "error", err)
-		} else {
-			defer l.Close()
-			go queue.Route(ctx, l.Events(), wakers)
+		lc := queue.ListenerConfigFor(c.pool, []string{queue.NotifyChannel("default")}, c.log)
+		if c.cfg.ListenURL != "" {
+			lc.URL = c.cfg.ListenURL
 		}
+		defer queue.WakeOnNotify(ctx, lc, wakers)()
 	}
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))

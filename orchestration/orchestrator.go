@@ -51,6 +51,7 @@ type Orchestrator struct {
 	templates template.Cache
 	jitter    jitterSource
 	reads     *queue.ReadTimes // last successful read of orchestration_step_results
+	metrics   Metrics
 
 	queuesMu sync.Mutex
 	queues   map[string]bool // queues known to exist
@@ -143,21 +144,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	waker := queue.NewHintingWaker(resultHintCapacity)
 	var wg sync.WaitGroup
-	l, err := queue.Listen(ctx, queue.ListenerConfig{
-		URL:      o.pool.Config().ConnString(),
-		Channels: []string{queue.NotifyChannel("orchestration")},
-		Logger:   o.log,
-	})
-	if err != nil {
-		o.log.Warn("LISTEN unavailable; polling only", "error", err)
-	} else {
-		defer l.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			queue.Route(ctx, l.Events(), map[string]*queue.Waker{queue.StepResultsQueue: waker})
-		}()
-	}
+	defer queue.WakeOnNotify(ctx, queue.ListenerConfigFor(o.pool, []string{queue.NotifyChannel("orchestration")}, o.log),
+		map[string]*queue.Waker{queue.StepResultsQueue: waker})()
 	o.log.Info("orchestrator started", "poll_interval", o.cfg.PollInterval,
 		"readiness_interval", o.cfg.ReadinessInterval, "recovery_interval", o.cfg.RecoveryInterval)
 
@@ -169,7 +157,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		o.every(ctx, o.cfg.ReadinessInterval, func(ctx context.Context) {
-			if _, err := o.ReadinessSweep(ctx); err != nil && ctx.Err() == nil {
+			if _, err := o.runReadinessSweep(ctx); err != nil && ctx.Err() == nil {
 				o.log.Error("readiness sweep failed", "error", err)
 			}
 		})
@@ -177,7 +165,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		o.every(ctx, o.cfg.RecoveryInterval, func(ctx context.Context) {
-			if _, err := o.RecoverySweep(ctx); err != nil && ctx.Err() == nil {
+			if _, err := o.runRecoverySweep(ctx); err != nil && ctx.Err() == nil {
 				o.log.Error("recovery sweep failed", "error", err)
 			}
 		})
@@ -297,6 +285,7 @@ func (o *Orchestrator) pollResults(ctx context.Context) bool {
 	if err != nil {
 		if ctx.Err() == nil {
 			o.reads.Failed(queue.StepResultsQueue)
+			o.metrics.countError(ErrKindQueueRead)
 			o.log.Error("read step results failed", "error", err)
 		}
 		return false
@@ -323,11 +312,13 @@ func (o *Orchestrator) processResults(ctx context.Context, msgs []queue.Message,
 			// Finish the message even when shutdown starts: its transaction is short.
 			wctx, cancel := o.dbCtx(ctx)
 			defer cancel()
+			start := time.Now()
 			outcome, err := o.processResultMessage(wctx, m, hinted)
 			for attempt := 1; err != nil && isTransient(err) && attempt <= transientRetries; attempt++ {
 				time.Sleep(time.Duration(attempt*20) * time.Millisecond)
 				outcome, err = o.processResultMessage(wctx, m, hinted)
 			}
+			o.metrics.countResult(outcome, err, time.Since(start))
 			if err != nil || outcome == OutcomeTaken {
 				failed.Store(true)
 			} else if hinted {

@@ -3,8 +3,11 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Waker coalesces wake-up signals for one consumer: any number of Wake calls before the consumer
@@ -145,4 +148,35 @@ func Route(ctx context.Context, events <-chan Event, wakers map[string]*Waker) {
 			}
 		}
 	}
+}
+
+// WakeOnNotify is the listen-or-poll start every consumer shares: it listens on cfg.Channels and
+// Routes the notifications to wakers until ctx is done or stop is called. When LISTEN is
+// unavailable it logs that the consumers poll only (they read at every poll interval anyway).
+// stop closes the listener and waits for the router.
+func WakeOnNotify(ctx context.Context, cfg ListenerConfig, wakers map[string]*Waker) (stop func()) {
+	l, err := Listen(ctx, cfg)
+	if err != nil {
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("LISTEN unavailable; polling only", "error", err)
+		}
+		return func() {}
+	}
+	routed := make(chan struct{})
+	go func() {
+		defer close(routed)
+		Route(ctx, l.Events(), wakers)
+	}()
+	return func() {
+		l.Close() // closes Events, which ends Route
+		<-routed
+	}
+}
+
+// ListenerConfigFor is the ListenerConfig of a consumer on pool: the pool's database and
+// application_name.
+func ListenerConfigFor(pool *pgxpool.Pool, channels []string, log *slog.Logger) ListenerConfig {
+	pc := pool.Config()
+	return ListenerConfig{URL: pc.ConnString(), Channels: channels, Logger: log,
+		AppName: pc.ConnConfig.RuntimeParams["application_name"]}
 }

@@ -171,29 +171,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, ns := range w.cfg.Namespaces {
 		wakers[queue.WorkerQueue(ns)] = queue.NewHintingWaker(hintCapacity)
 	}
-	events := w.externalEvents
-	if events == nil {
-		l, err := queue.Listen(ctx, queue.ListenerConfig{
-			URL:      w.pool.Config().ConnString(),
-			Channels: notifyChannels(w.cfg.Namespaces),
-			Logger:   w.log,
-		})
-		if err != nil {
-			w.log.Warn("LISTEN unavailable; polling only", "error", err)
-		} else {
-			defer l.Close()
-			events = l.Events()
-		}
-	}
-	stopFlushers := w.runCompletionFlushers()
 	var fetchers sync.WaitGroup
-	if events != nil {
+	if w.externalEvents != nil {
 		fetchers.Add(1)
 		go func() {
 			defer fetchers.Done()
-			queue.Route(ctx, events, wakers)
+			queue.Route(ctx, w.externalEvents, wakers)
 		}()
+	} else {
+		defer queue.WakeOnNotify(ctx, queue.ListenerConfigFor(w.pool, notifyChannels(w.cfg.Namespaces), w.log), wakers)()
 	}
+	stopFlushers := w.runCompletionFlushers()
 	w.log.Info("worker started", "namespaces", w.cfg.Namespaces, "concurrency", w.cfg.Concurrency,
 		"visibility_timeout", w.cfg.VisibilityTimeout, "poll_interval", w.cfg.PollInterval)
 	for _, ns := range w.cfg.Namespaces {
