@@ -52,11 +52,16 @@ type Config struct {
 	Worker worker.Config
 	// WorkerWeb configures the worker's HTTP server (worker.web.*).
 	WorkerWeb Web
+	// WorkerAuth configures authentication of the worker's /v1/templates (worker.web.auth.*).
+	WorkerAuth WebAuth
 	// Orchestration configures the Go orchestrator (orchestration.* and common.backoff.*).
 	// Its ProcessorUUID is uuid.Nil unless set: orchestration.New then picks a new one.
 	Orchestration orchestration.Config
 	// OrchestrationWeb configures the orchestrator's HTTP server (orchestration.web.*).
 	OrchestrationWeb Web
+	// OrchestrationAuth configures authentication of the orchestrator's /v1 API and /config
+	// (orchestration.web.auth.*); api.AuthConfig is this type.
+	OrchestrationAuth WebAuth
 	// Telemetry configures OpenTelemetry tracing (telemetry.*).
 	Telemetry Telemetry
 	// File is the TOML file that was loaded; empty when none was.
@@ -73,6 +78,41 @@ type Config struct {
 type Web struct {
 	Enabled     bool
 	BindAddress string // host:port
+}
+
+// WebAuth is tasker-core's web auth configuration: API keys and RS256 JWT bearer tokens whose
+// permissions are checked per route. Disabled, every request is allowed.
+type WebAuth struct {
+	Enabled bool
+	// JWTIssuer and JWTAudience are the iss and aud a token must carry.
+	JWTIssuer   string
+	JWTAudience string
+	// JWTVerificationMethod is "public_key", the only method supported (tasker-core also has
+	// "jwks").
+	JWTVerificationMethod string
+	// JWTPublicKey is the PEM public key verifying tokens; JWTPublicKeyPath, when set, names a
+	// file holding it and wins. With neither, bearer tokens are refused.
+	JWTPublicKey     string
+	JWTPublicKeyPath string
+	// APIKeyHeader is the request header carrying an API key (default X-API-Key).
+	APIKeyHeader string
+	// APIKeysEnabled turns on APIKeys; when it is off or APIKeys is empty, the legacy APIKey
+	// (if set) is the only key, granting "*" as tasker-core does, which matches no permission.
+	APIKeysEnabled bool
+	APIKeys        []APIKey
+	APIKey         string
+	// StrictValidation refuses credentials carrying a permission outside the vocabulary;
+	// LogUnknownPermissions logs them.
+	StrictValidation      bool
+	LogUnknownPermissions bool
+}
+
+// APIKey is one configured API key and the permissions it grants; Description names the caller
+// in logs.
+type APIKey struct {
+	Key         string
+	Permissions []string
+	Description string
 }
 
 // Database is where a process connects (URL, pool size) and the server-side bounds set on every
@@ -103,16 +143,24 @@ func Default() Config {
 	o.ProcessorUUID = uuid.Nil
 	o.DefaultStepTimeout, o.DBTimeout = w.StepTimeout, w.DBTimeout
 	return Config{
-		Database:         Database{StatementTimeout: 60 * time.Second, LockTimeout: 15 * time.Second},
-		Worker:           w,
-		WorkerWeb:        Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
-		Orchestration:    o,
-		OrchestrationWeb: Web{Enabled: true, BindAddress: "0.0.0.0:8080"},
+		Database:          Database{StatementTimeout: 60 * time.Second, LockTimeout: 15 * time.Second},
+		Worker:            w,
+		WorkerWeb:         Web{Enabled: true, BindAddress: "0.0.0.0:8081"},
+		WorkerAuth:        defaultAuth("tasker-worker", "worker-api"),
+		Orchestration:     o,
+		OrchestrationWeb:  Web{Enabled: true, BindAddress: "0.0.0.0:8080"},
+		OrchestrationAuth: defaultAuth("tasker-core", "tasker-api"),
 		Telemetry: Telemetry{
 			ServiceName: "tasker-go",
 			Exporter:    ExporterStdout,
 		},
 	}
+}
+
+// defaultAuth is tasker-core's disabled auth section with issuer iss and audience aud.
+func defaultAuth(iss, aud string) WebAuth {
+	return WebAuth{JWTIssuer: iss, JWTAudience: aud, JWTVerificationMethod: "public_key",
+		APIKeyHeader: "X-API-Key", StrictValidation: true, LogUnknownPermissions: true}
 }
 
 // Telemetry exporters.
@@ -275,6 +323,7 @@ func (c Config) Validate() error {
 		}
 	}
 	checkWeb("worker.web", c.WorkerWeb)
+	c.checkAuth("worker.web.auth", c.WorkerAuth, bad)
 	if c.Database.URL == "" {
 		bad(keyDatabaseURL, "required")
 	}
@@ -330,7 +379,33 @@ func (c Config) Validate() error {
 		bad(keyBackoffJitter, fmt.Sprintf("%g is outside 0..1", b.JitterPercent))
 	}
 	checkWeb("orchestration.web", c.OrchestrationWeb)
+	c.checkAuth("orchestration.web.auth", c.OrchestrationAuth, bad)
 	return errors.Join(errs...)
+}
+
+// checkAuth reports what makes an enabled auth configuration unusable; the permission names and
+// the public key are checked when the API is built.
+func (c Config) checkAuth(prefix string, a WebAuth, bad func(key, msg string)) {
+	if !a.Enabled {
+		return
+	}
+	if strings.TrimSpace(a.JWTIssuer) == "" {
+		bad(prefix+".jwt_issuer", "required when auth is enabled")
+	}
+	if strings.TrimSpace(a.JWTAudience) == "" {
+		bad(prefix+".jwt_audience", "required when auth is enabled")
+	}
+	if a.JWTVerificationMethod != "public_key" {
+		bad(prefix+".jwt_verification_method", fmt.Sprintf("%q is not supported (only public_key)", a.JWTVerificationMethod))
+	}
+	if strings.TrimSpace(a.APIKeyHeader) == "" {
+		bad(prefix+".api_key_header", "required when auth is enabled")
+	}
+	for i, k := range a.APIKeys {
+		if k.Key == "" {
+			bad(prefix+".api_keys", fmt.Sprintf("element %d: key is empty", i))
+		}
+	}
 }
 
 // keyForEnv maps a worker.ConfigError key (an environment variable name) to the TOML key of the

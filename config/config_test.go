@@ -501,6 +501,35 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 		"telemetry.exporter":                                                                  `"otlp"`,
 		"telemetry.endpoint":                                                                  `"http://127.0.0.1:4318"`,
 	}
+	// The auth sections' keys (worker.web.auth, orchestration.web.auth).
+	for k, v := range map[string]string{
+		"worker.web.auth.enabled":                        `true`,
+		"worker.web.auth.jwt_issuer":                     `"w-iss"`,
+		"worker.web.auth.jwt_audience":                   `"w-aud"`,
+		"worker.web.auth.jwt_verification_method":        `"public_key"`,
+		"worker.web.auth.jwt_public_key":                 `"W-PEM"`,
+		"worker.web.auth.jwt_public_key_path":            `"/w.pem"`,
+		"worker.web.auth.api_key_header":                 `"X-W"`,
+		"worker.web.auth.api_keys_enabled":               `true`,
+		"worker.web.auth.api_keys":                       `[{key = "w1", permissions = ["worker:*"]}]`,
+		"worker.web.auth.api_key":                        `"w-legacy"`,
+		"worker.web.auth.strict_validation":              `false`,
+		"worker.web.auth.log_unknown_permissions":        `true`,
+		"orchestration.web.auth.enabled":                 `true`,
+		"orchestration.web.auth.jwt_issuer":              `"iss"`,
+		"orchestration.web.auth.jwt_audience":            `"aud"`,
+		"orchestration.web.auth.jwt_verification_method": `"public_key"`,
+		"orchestration.web.auth.jwt_public_key":          `"PEM"`,
+		"orchestration.web.auth.jwt_public_key_path":     `"/k.pem"`,
+		"orchestration.web.auth.api_key_header":          `"X-Key"`,
+		"orchestration.web.auth.api_keys_enabled":        `true`,
+		"orchestration.web.auth.api_keys":                `[{key = "k1", permissions = ["tasks:*"], description = "one"}]`,
+		"orchestration.web.auth.api_key":                 `"legacy"`,
+		"orchestration.web.auth.strict_validation":       `false`,
+		"orchestration.web.auth.log_unknown_permissions": `false`,
+	} {
+		values[k] = v
+	}
 	if len(values) != len(table) {
 		t.Fatalf("test covers %d keys, table has %d", len(values), len(table))
 	}
@@ -540,12 +569,20 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 			SweepBatchSize: 7, StaleGrace: 8 * time.Second, StuckThreshold: 9 * time.Second, MaxDecisionSteps: 10,
 			Backoff:            orchestration.BackoffConfig{Base: 2 * time.Second, Max: time.Minute, Multiplier: 3, JitterPercent: orchestration.NoJitter},
 			DefaultStepTimeout: 5 * time.Second, DBTimeout: 36 * time.Second,
+			Staleness: orchestration.DefaultConfig().Staleness, // no file key sets it (yet)
 		},
 		OrchestrationWeb: Web{Enabled: false, BindAddress: "127.0.0.1:2"},
+		WorkerAuth: WebAuth{Enabled: true, JWTIssuer: "w-iss", JWTAudience: "w-aud", JWTVerificationMethod: "public_key",
+			JWTPublicKey: "W-PEM", JWTPublicKeyPath: "/w.pem", APIKeyHeader: "X-W", APIKeysEnabled: true,
+			APIKeys: []APIKey{{Key: "w1", Permissions: []string{"worker:*"}}}, APIKey: "w-legacy", LogUnknownPermissions: true},
+		OrchestrationAuth: WebAuth{Enabled: true, JWTIssuer: "iss", JWTAudience: "aud", JWTVerificationMethod: "public_key",
+			JWTPublicKey: "PEM", JWTPublicKeyPath: "/k.pem", APIKeyHeader: "X-Key", APIKeysEnabled: true,
+			APIKeys: []APIKey{{Key: "k1", Permissions: []string{"tasks:*"}, Description: "one"}}, APIKey: "legacy"},
 	}
 	if !reflect.DeepEqual(c.Worker, want.Worker) || c.WorkerWeb != want.WorkerWeb || c.Telemetry != want.Telemetry ||
 		c.Orchestration != want.Orchestration || c.OrchestrationWeb != want.OrchestrationWeb || c.Database != want.Database ||
-		c.TemplatePath != want.TemplatePath {
+		c.TemplatePath != want.TemplatePath || !reflect.DeepEqual(c.OrchestrationAuth, want.OrchestrationAuth) ||
+		!reflect.DeepEqual(c.WorkerAuth, want.WorkerAuth) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
 	for _, e := range table {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,6 +60,7 @@ const (
 	kSeconds     // integer (or fractional) seconds -> time.Duration
 	kSecondsList // array of seconds; the first is used (tasker-core's default_backoff_seconds)
 	kUUID
+	kAPIKeys // array of tables {key, permissions, description} -> []APIKey
 )
 
 // entry is one key of the table that drives decoding, the environment overlay, error naming and
@@ -74,7 +77,7 @@ type entry struct {
 
 // table lists every accepted key, in documentation order. Where two keys set one field, the
 // first is the primary one (named for values that came from flags).
-var table = []entry{
+var table = slices.Concat([]entry{
 	{Key: keyDatabaseURL, Env: "DATABASE_URL", field: "Database.URL", kind: kString, defaultDoc: "(required)",
 		Meaning: "PostgreSQL URL of the tasker schema and PGMQ. tasker-core's file writes `${DATABASE_URL:-…}`."},
 	{Key: keyMaxConns, Env: "TASKER_DB_MAX_CONNS", field: "Database.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
@@ -118,6 +121,7 @@ var table = []entry{
 		Meaning: "Serve /health, /metrics and /v1/templates."},
 	{Key: "worker.web.bind_address", Env: "TASKER_WEB_BIND_ADDRESS", field: "WorkerWeb.BindAddress", kind: kString,
 		Meaning: "host:port of the worker's HTTP server."},
+}, authEntries("worker.web.auth", "WorkerAuth", "the worker's /v1/templates"), []entry{
 
 	{Key: "orchestration.processor_uuid", field: "Orchestration.ProcessorUUID", kind: kUUID, defaultDoc: `"" (a new UUIDv7 per start)`,
 		Meaning: "Orchestrator id written to task_transitions.processor_uuid (ours)."},
@@ -145,7 +149,7 @@ var table = []entry{
 		Meaning: "Serve the orchestrator's /health and /metrics."},
 	{Key: "orchestration.web.bind_address", field: "OrchestrationWeb.BindAddress", kind: kString,
 		Meaning: "host:port of the orchestrator's HTTP server."},
-
+}, authEntries("orchestration.web.auth", "OrchestrationAuth", "the orchestrator's /v1 API and /config"), []entry{
 	{Key: "telemetry.enabled", Env: "TASKER_TELEMETRY_ENABLED", field: "Telemetry.Enabled", kind: kBool,
 		Meaning: "Emit an OpenTelemetry span per step execution."},
 	{Key: "telemetry.service_name", Env: "OTEL_SERVICE_NAME", field: "Telemetry.ServiceName", kind: kString,
@@ -154,7 +158,7 @@ var table = []entry{
 		Meaning: "`stdout` (JSON spans on standard output) or `otlp` (OTLP over HTTP)."},
 	{Key: "telemetry.endpoint", Env: "OTEL_EXPORTER_OTLP_ENDPOINT", field: "Telemetry.Endpoint", kind: kString, defaultDoc: `"" (http://localhost:4318)`,
 		Meaning: "OTLP/HTTP collector URL."},
-}
+})
 
 var (
 	byKey      = map[string]*entry{}
@@ -246,6 +250,8 @@ func formatValue(k kind, v reflect.Value) string {
 		return fmt.Sprintf("%q", v.String())
 	case kStrings:
 		return fmt.Sprintf("%q", v.Interface())
+	case kAPIKeys:
+		return fmt.Sprintf("%d keys", v.Len())
 	case kFloat:
 		f := v.Float()
 		if f == math.Trunc(f) {
@@ -254,4 +260,88 @@ func formatValue(k kind, v reflect.Value) string {
 		return fmt.Sprint(f)
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+// toAPIKeys converts an array of api_keys tables (from [[...]] or an inline array) into APIKey
+// values, rejecting unknown fields; strings may hold placeholders.
+func toAPIKeys(raw any, getenv func(string) string) ([]APIKey, error) {
+	var items []map[string]any
+	switch v := raw.(type) {
+	case []map[string]any:
+		items = v
+	case []any:
+		for i, it := range v {
+			m, ok := it.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("element %d: %w", i, typeErr("a table", it))
+			}
+			items = append(items, m)
+		}
+	default:
+		return nil, typeErr("an array of tables", raw)
+	}
+	out := make([]APIKey, 0, len(items))
+	for i, m := range items {
+		var k APIKey
+		for name, val := range m {
+			var err error
+			switch name {
+			case "key":
+				var x any
+				if x, err = convert(kString, val, getenv); err == nil {
+					k.Key = x.(string)
+				}
+			case "description":
+				var x any
+				if x, err = convert(kString, val, getenv); err == nil {
+					k.Description = x.(string)
+				}
+			case "permissions":
+				var x any
+				if x, err = convert(kStrings, val, getenv); err == nil {
+					k.Permissions = x.([]string)
+				}
+			default:
+				err = errors.New("unknown field (want key, permissions, description)")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %s: %w", i, name, err)
+			}
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// authEntries are the keys of a web auth section (tasker-core's orchestration.web.auth and
+// worker.web.auth), setting the WebAuth at field; what names the routes it protects.
+func authEntries(prefix, field, what string) []entry {
+	e := func(key string, k kind, sub, meaning string) entry {
+		return entry{Key: prefix + "." + key, field: field + "." + sub, kind: k, Meaning: meaning}
+	}
+	pub := e("jwt_public_key", kString, "JWTPublicKey",
+		"PEM RSA public key (PKIX or PKCS#1) verifying tokens. With neither this nor the path, bearer tokens get 401.")
+	pub.Env = "TASKER_JWT_PUBLIC_KEY"
+	path := e("jwt_public_key_path", kString, "JWTPublicKeyPath",
+		"File holding the PEM public key; wins over jwt_public_key. Read at start; unreadable, the process does not start.")
+	path.Env = "TASKER_JWT_PUBLIC_KEY_PATH"
+	keys := e("api_keys", kAPIKeys, "APIKeys", "`[["+prefix+".api_keys]]` tables: `key`, `permissions` (e.g. `[\"tasks:read\", \"dlq:*\"]`), `description` (the caller's name in logs).")
+	keys.defaultDoc = "[]"
+	return []entry{
+		e("enabled", kBool, "Enabled", "Require an API key or a JWT bearer token carrying the route's permission on "+what+
+			" (401/403 otherwise). Off, they are open, and a non-loopback bind_address logs a warning at start."),
+		e("jwt_issuer", kString, "JWTIssuer", "The `iss` a token must carry."),
+		e("jwt_audience", kString, "JWTAudience", "The `aud` (a string) a token must carry."),
+		e("jwt_verification_method", kString, "JWTVerificationMethod",
+			"`public_key`: tokens are RS256, verified with the configured public key (tasker-core's `jwks` is not supported)."),
+		pub, path,
+		e("api_key_header", kString, "APIKeyHeader", "Request header carrying an API key (used when there is no `Authorization: Bearer`)."),
+		e("api_keys_enabled", kBool, "APIKeysEnabled", "Accept the keys of api_keys."),
+		keys,
+		e("api_key", kString, "APIKey", "Legacy single key, used when api_keys is off or empty; as in tasker-core it is granted `*`, "+
+			"which matches no permission: with strict_validation the start fails (tasker-core answers 401), else every route answers 403."),
+		e("strict_validation", kBool, "StrictValidation", "Refuse (401) a token or key carrying a permission outside the vocabulary; "+
+			"an api_keys entry with one fails the start (ours: tasker-core fails each request)."),
+		e("log_unknown_permissions", kBool, "LogUnknownPermissions", "Log credentials carrying unknown permissions."),
+	}
 }

@@ -79,6 +79,9 @@ func decodeTOML(c *Config, data string, getenv func(string) string) error {
 			c.sources[key] = fromFileMark
 			continue
 		}
+		if e.kind == kAPIKeys {
+			skip = append(skip, key) // its tables' fields are checked by toAPIKeys
+		}
 		if err := e.setValue(c, val, getenv); err != nil {
 			errs = append(errs, &Error{Key: key, Message: err.Error()})
 			continue
@@ -223,6 +226,8 @@ func convert(k kind, raw any, getenv func(string) string) (any, error) {
 			}
 		}
 		return toDuration(list[0], time.Second, "seconds")
+	case kAPIKeys:
+		return toAPIKeys(raw, getenv)
 	case kUUID:
 		s, ok := raw.(string)
 		if !ok {

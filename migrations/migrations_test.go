@@ -71,3 +71,32 @@ func TestChecksumErrorMessage(t *testing.T) {
 		t.Errorf("unexpected message %q", msg)
 	}
 }
+
+func TestEveryRequiredFunctionHasASignature(t *testing.T) {
+	for _, f := range RequiredFunctions {
+		sig, ok := FunctionSignatures[f]
+		if !ok {
+			t.Errorf("FunctionSignatures has no entry for required function %s", f)
+			continue
+		}
+		if sig.Result == "" || strings.Contains(sig.Args, "  ") {
+			t.Errorf("%s: malformed signature %+v", f, sig)
+		}
+	}
+	if len(FunctionSignatures) != len(RequiredFunctions) {
+		t.Errorf("FunctionSignatures has %d entries for %d required functions", len(FunctionSignatures), len(RequiredFunctions))
+	}
+}
+
+func TestMissingSchemaErrorMentionsMismatchedSignatures(t *testing.T) {
+	err := &MissingSchemaError{Mismatched: []string{"function tasker.get_slowest_steps(integer) returns integer; want (...)"}}
+	msg := err.Error()
+	for _, want := range []string{"1 function(s) have a different signature", "tasker.get_slowest_steps(integer)", "tasker migrate"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "missing") {
+		t.Errorf("error %q claims objects are missing", msg)
+	}
+}

@@ -61,6 +61,8 @@ type Config struct {
 	// MaxDecisionSteps caps the steps one decision outcome may name (tasker-core
 	// decision_points.max_steps_per_decision). Default 100.
 	MaxDecisionSteps int
+	// Staleness configures the staleness detection the recovery sweep runs (see dlq.go).
+	Staleness StalenessConfig
 	// DBTimeout bounds each database call and transaction of the result loop and of one task's
 	// advance; a sweep's search query gets four times as long. A call that hits it loses its
 	// connection, so a connection a network fault killed silently is replaced. Default 15s.
@@ -97,6 +99,7 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.StuckThreshold, 2*time.Minute)
 	setInt(&c.MaxDecisionSteps, 100)
 	setDur(&c.DBTimeout, 15*time.Second)
+	c.Staleness = c.Staleness.withDefaults()
 	return c
 }
 

@@ -294,6 +294,7 @@ func (o *Orchestrator) CreateTask(ctx context.Context, req TaskRequest) (*Create
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("orchestration: commit task: %w", err)
 	}
+	o.metrics.taskCreated(task)
 	log.Info("task created", "namespace", out.Namespace, "name", out.Name, "version", out.Version,
 		"steps", len(out.Steps), "enqueued", len(out.EnqueuedSteps), "state", out.State)
 	return out, nil

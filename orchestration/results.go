@@ -129,7 +129,7 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	if err != nil {
 		return "", err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := o.committedErr(tx.Commit(ctx), task); err != nil {
 		return "", err
 	}
 	return outcome, nil
@@ -297,6 +297,7 @@ func (o *Orchestrator) expand(ctx context.Context, tx *db.PipeTx, task *taskRow,
 	if len(created) > 0 {
 		log.Info("steps created from outcome", "step_type", def.Type, "steps", created)
 	}
+	task.noteExpansion(def.Type)
 	return sp.Commit(ctx)
 }
 
@@ -317,6 +318,7 @@ func (o *Orchestrator) archiveAlone(ctx context.Context, msgID int64, reason, de
 	}
 	if err != nil {
 		o.log.Error("archive failed", "msg_id", msgID, "error", err)
+		o.metrics.countError(ErrKindResultArchive)
 	}
 }
 

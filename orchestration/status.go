@@ -63,6 +63,7 @@ func (o *Orchestrator) Cancel(ctx context.Context, taskUUID uuid.UUID) (int, err
 	if err := tx.Commit(ctx); err != nil {
 		return 0, err
 	}
+	o.metrics.countFinalized(state.TaskCancelled)
 	o.log.Info("task cancelled", "task_uuid", taskUUID, "from", cur, "steps_cancelled", len(steps))
 	return len(steps), nil
 }

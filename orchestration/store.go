@@ -35,7 +35,8 @@ type taskRow struct {
 	hopsFrom state.TaskHead
 	hooked   bool // moveTask registered the hook that writes hops
 
-	dispatched []uuid.UUID // steps enqueued in this transaction
+	dispatched []uuid.UUID    // steps enqueued in this transaction
+	expanded   map[string]int // decision/batch outcomes applied in this transaction, by kind (metrics)
 }
 
 // lockTask locks the task row (FOR NO KEY UPDATE) so that no other orchestrator works on the

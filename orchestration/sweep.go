@@ -75,6 +75,7 @@ func (o *Orchestrator) advanceFound(ctx context.Context, sql string, seconds flo
 		ok, err := o.advanceTask(ctx, id, source)
 		if err != nil {
 			o.log.Error(source+": task not advanced", "task_uuid", id, "error", err)
+			o.metrics.countError(ErrKindTaskAdvance)
 			continue
 		}
 		if ok {
@@ -104,7 +105,7 @@ func (o *Orchestrator) advanceTask(ctx context.Context, taskUUID uuid.UUID, why 
 	if err != nil {
 		return false, err
 	}
-	if err := tx.Commit(wctx); err != nil {
+	if err := o.committedErr(tx.Commit(wctx), task); err != nil {
 		return false, err
 	}
 	if to != from {
@@ -162,6 +163,7 @@ func (o *Orchestrator) RecoverySweep(ctx context.Context) (RecoveryReport, error
 	n, err = o.recoverOrphanResults(ctx)
 	rep.OrphanResults = n
 	errs = append(errs, err)
+	errs = append(errs, o.staleSweep(ctx))
 	return rep, errors.Join(errs...)
 }
 
@@ -214,6 +216,7 @@ func (o *Orchestrator) recoverAbandonedSteps(ctx context.Context) (int, error) {
 		ok, err := o.recoverAbandonedStep(ctx, c.task, c.step, timeout)
 		if err != nil {
 			o.log.Error("recovery: abandoned step not recovered", "step_uuid", c.step, "error", err)
+			o.metrics.countError(ErrKindStepRecovery)
 			continue
 		}
 		if ok {
@@ -275,7 +278,7 @@ func (o *Orchestrator) recoverAbandonedStep(ctx context.Context, taskUUID, stepU
 	if _, err := o.applyResult(wctx, tx, task, step, log); err != nil {
 		return false, err
 	}
-	return true, tx.Commit(wctx)
+	return true, o.committedErr(tx.Commit(wctx), task)
 }
 
 const stuckTasksSQL = `
@@ -335,6 +338,7 @@ func (o *Orchestrator) recoverOrphanResults(ctx context.Context) (int, error) {
 		ok, err := o.recoverOrphanResult(ctx, c.task, c.step, table)
 		if err != nil {
 			o.log.Error("recovery: orphan result not processed", "step_uuid", c.step, "error", err)
+			o.metrics.countError(ErrKindOrphanResult)
 			continue
 		}
 		if ok {
@@ -377,7 +381,7 @@ func (o *Orchestrator) recoverOrphanResult(ctx context.Context, taskUUID, stepUU
 		return false, nil
 	}
 	log.Warn("processed a step result that had no queue message", "outcome", outcome)
-	return true, tx.Commit(wctx)
+	return true, o.committedErr(tx.Commit(wctx), task)
 }
 
 func mustJSON(v any) json.RawMessage {

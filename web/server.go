@@ -49,6 +49,12 @@ type Config struct {
 	SystemInfo func() map[string]any
 	// Templates, when set, serves GET /v1/templates and /v1/templates/{namespace}/{name}/{version}.
 	Templates TemplateSource
+	// Routes, when set, registers more routes on the server's mux (the orchestrator's /v1 API).
+	Routes func(mux *http.ServeMux)
+	// TemplateAccess, when set, guards the template routes and decides who sees handler
+	// initialization (an *api.API on an orchestrator, api.NewWorkerTemplateAccess on a worker);
+	// without it they are open, initialization included.
+	TemplateAccess TemplateAccess
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies (default protocol.MaxTaskRequestBytes, the largest
@@ -97,8 +103,15 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /health/detailed", s.detailed)
 	s.mux.Handle("GET /metrics", metricsHandler(newRegistry(cfg.Collectors), s.log))
 	if cfg.Templates != nil {
-		s.mux.HandleFunc("GET /v1/templates", s.listTemplates)
-		s.mux.HandleFunc("GET /v1/templates/{namespace}/{name}/{version}", s.getTemplate)
+		guard := func(_ string, h http.Handler) http.Handler { return h }
+		if cfg.TemplateAccess != nil {
+			guard = cfg.TemplateAccess.GuardTemplates
+		}
+		s.mux.Handle("GET /v1/templates", guard("list", http.HandlerFunc(s.listTemplates)))
+		s.mux.Handle("GET /v1/templates/{namespace}/{name}/{version}", guard("read", http.HandlerFunc(s.getTemplate)))
+	}
+	if cfg.Routes != nil {
+		cfg.Routes(s.mux)
 	}
 	return s
 }

@@ -24,6 +24,17 @@ type TemplateSource interface {
 	GetTemplate(ctx context.Context, namespace, name, version string) (TemplateDetail, error)
 }
 
+// TemplateAccess guards the template routes: *api.API on an orchestrator (templates:read, and
+// initialization only for callers allowed worker:templates_read), api.NewWorkerTemplateAccess on
+// a worker (worker:templates_read).
+type TemplateAccess interface {
+	// GuardTemplates wraps the handler of a template route; action is "list" or "read".
+	GuardTemplates(action string, h http.Handler) http.Handler
+	// ShowInitialization reports whether r's caller may see the steps' handler.initialization
+	// (and its environment overrides); when not, a template detail carries none.
+	ShowInitialization(r *http.Request) bool
+}
+
 // ErrNamespaceNotSupported is wrapped by errors about a namespace this worker does not consume.
 var ErrNamespaceNotSupported = errors.New("namespace not supported")
 
@@ -244,7 +255,36 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) {
 		s.templateError(w, err)
 		return
 	}
+	if a := s.cfg.TemplateAccess; a != nil && d.Template.Template != nil && !a.ShowInitialization(r) {
+		d.Template.Template = withoutInitialization(d.Template.Template)
+	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// withoutInitialization returns a copy of t whose handlers and environment overrides carry no
+// initialization (it may hold credentials).
+func withoutInitialization(t *template.TaskTemplate) *template.TaskTemplate {
+	c := *t
+	c.Steps = slices.Clone(t.Steps)
+	for i := range c.Steps {
+		c.Steps[i].Handler.Initialization = nil
+	}
+	c.Environments = make(map[string]template.EnvironmentOverride, len(t.Environments))
+	for name, env := range t.Environments {
+		env.Steps = slices.Clone(env.Steps)
+		for i, so := range env.Steps {
+			if so.Handler != nil {
+				h := *so.Handler
+				h.Initialization = nil
+				env.Steps[i].Handler = &h
+			}
+		}
+		c.Environments[name] = env
+	}
+	if t.Environments == nil {
+		c.Environments = nil
+	}
+	return &c
 }
 
 // templateError maps errors to tasker-core's codes: template_not_found (404),

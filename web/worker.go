@@ -41,6 +41,8 @@ type WorkerOptions struct {
 	DBPool     DBPoolStats        // optional: database pool gauges
 	Templates  TemplateSource     // optional: /v1/templates
 	Logger     *slog.Logger
+	// TemplateAccess optionally guards the template routes (see Config.TemplateAccess).
+	TemplateAccess TemplateAccess
 }
 
 // ForWorker returns the options of w's server: its config, metrics, the database pool it uses
@@ -104,8 +106,9 @@ func NewWorker(o WorkerOptions) *Server {
 			}
 			return info
 		},
-		Templates: o.Templates,
-		Logger:    o.Logger,
+		Templates:      o.Templates,
+		TemplateAccess: o.TemplateAccess,
+		Logger:         o.Logger,
 	})
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/tasker-go/tasker/api"
+	"github.com/tasker-go/tasker/config"
 	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
@@ -93,7 +95,11 @@ func runDev(ctx context.Context, env Env, rf *runFlags) error {
 	}
 	defer pool.Close()
 	aio := AllInOne{Worker: cfg.Worker, Templates: cfg.TemplatePath, Orchestration: cfg.Orchestration}
-	if cfg.WorkerWeb.Enabled {
+	if cfg.OrchestrationWeb.Enabled {
+		aio.APIAddr, aio.APIAuth = cfg.OrchestrationWeb.BindAddress, cfg.OrchestrationAuth
+	}
+	if cfg.WorkerWeb.Enabled && cfg.WorkerWeb.BindAddress != aio.APIAddr {
+		// One address for both (--web-addr): the orchestrator's server, which has the API too.
 		aio.WebAddr = cfg.WorkerWeb.BindAddress
 	}
 	return RunAllInOne(ctx, env, pool, log, aio)
@@ -106,6 +112,10 @@ type AllInOne struct {
 	Orchestration orchestration.Config
 	// WebAddr is where the worker's health/metrics server listens; "" serves none.
 	WebAddr string
+	// APIAddr is where the orchestrator's web server (health, metrics, the /v1 REST API)
+	// listens, with APIAuth; "" serves none. Its address is printed once it listens.
+	APIAddr string
+	APIAuth config.WebAuth
 	// Ready, when set, is called once both are up; RunAllInOne then stops them and returns its
 	// result. Unset, RunAllInOne returns when ctx ends.
 	Ready func(ctx context.Context, o *orchestration.Orchestrator) error
@@ -135,6 +145,19 @@ func RunAllInOne(ctx context.Context, env Env, pool *pgxpool.Pool, log *slog.Log
 			return fmt.Errorf("web server on %s: %w", a.WebAddr, err)
 		}
 		log.Info("serving health and metrics", "addr", srv.Addr())
+		defer shutdownWeb(srv)
+		go func() { <-runCtx.Done(); srv.BeginShutdown() }()
+	}
+	if a.APIAddr != "" {
+		srv, err := orchestratorWeb(o, pool, a.APIAddr, a.APIAuth, api.ConfigInfo{Environment: env.Getenv("TASKER_ENV"), Version: ResolveVersion(env.Version)}, log)
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("web server on %s: %w", a.APIAddr, err)
+		}
+		fmt.Fprintf(env.Stdout, "==> orchestrator REST API at http://%s/v1/tasks (OpenAPI: http://%s%s; health: /health, metrics: /metrics)\n",
+			srv.Addr(), srv.Addr(), api.OpenAPIPath)
 		defer shutdownWeb(srv)
 		go func() { <-runCtx.Done(); srv.BeginShutdown() }()
 	}
@@ -170,15 +193,15 @@ func newTaskCmd(env Env) *cobra.Command {
 // submitOptions are task submit's flags.
 type submitOptions struct {
 	dbURL, file, namespace, name, version, context, idempotencyKey string
-	wait                                                           bool
+	wait, ndjson                                                   bool
 	timeout                                                        time.Duration
 }
 
 func newTaskSubmitCmd(env Env) *cobra.Command {
 	var o submitOptions
 	cmd := &cobra.Command{
-		Use:   "submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait]",
-		Short: "Create a task; prints its uuid",
+		Use:   "submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait] | --file requests.ndjson | --ndjson [--file FILE | -]",
+		Short: "Create a task; prints its uuid (or many, one request per NDJSON line)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTaskSubmit(cmd.Context(), env, o)
@@ -186,7 +209,8 @@ func newTaskSubmitCmd(env Env) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	fs.StringVar(&o.file, "file", "", "TaskRequest JSON file (tasker-core's shape); - reads standard input")
+	fs.StringVar(&o.file, "file", "", "TaskRequest JSON file (tasker-core's shape); - reads standard input; a .ndjson file holds one request per line")
+	fs.BoolVar(&o.ndjson, "ndjson", false, "read one TaskRequest per line (from --file, else standard input) and print one JSON result line per request; exit with the worst request's code")
 	fs.StringVar(&o.namespace, "namespace", "", "template namespace")
 	fs.StringVar(&o.name, "name", "", "template name")
 	fs.StringVar(&o.version, "version", "", "template version (default: the latest registered)")
@@ -198,6 +222,9 @@ func newTaskSubmitCmd(env Env) *cobra.Command {
 }
 
 func runTaskSubmit(ctx context.Context, env Env, opts submitOptions) error {
+	if opts.isNDJSON() {
+		return runBulkSubmit(ctx, env, opts)
+	}
 	req, err := buildRequest(env.Stdin, opts.file, opts.namespace, opts.name, opts.version, opts.context)
 	if err != nil {
 		return err
@@ -256,16 +283,22 @@ func buildRequest(stdin io.Reader, file, ns, name, version, ctxJSON string) (orc
 		}
 		req.Context = json.RawMessage(ctxJSON)
 	}
+	err := checkRequest(&req)
+	return req, err
+}
+
+// checkRequest requires a namespace and name, checks the namespace, and defaults the initiator.
+func checkRequest(req *orchestration.TaskRequest) error {
 	if req.Namespace == "" || req.Name == "" {
-		return req, usagef("namespace and name are required (--namespace, --name or --file)")
+		return usagef("namespace and name are required (--namespace, --name or --file)")
 	}
 	if err := queue.ValidateNamespace(req.Namespace); err != nil {
-		return req, &usageError{err.Error()}
+		return &usageError{err.Error()}
 	}
 	if req.Initiator == "" {
 		req.Initiator = "tasker-cli"
 	}
-	return req, nil
+	return nil
 }
 
 func readRequestFile(stdin io.Reader, file string) (orchestration.TaskRequest, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tasker-go/tasker/api"
 	"github.com/tasker-go/tasker/config"
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/domainevents"
@@ -178,7 +179,11 @@ func runWorker(ctx context.Context, env Env, rf *runFlags) error {
 	stopStatus := logStatusOnSIGUSR1(ctx, log, func() any { return w.Metrics().Snapshot() })
 	defer stopStatus()
 	if cfg.WorkerWeb.Enabled {
-		srv := web.NewWorker(web.ForWorker(w, pool, env.Registry, cfg.WorkerWeb.BindAddress, env.Version))
+		opts := web.ForWorker(w, pool, env.Registry, cfg.WorkerWeb.BindAddress, env.Version)
+		if opts.TemplateAccess, err = api.NewWorkerTemplateAccess(cfg.WorkerAuth, log); err != nil {
+			return err
+		}
+		srv := web.NewWorker(opts)
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("web server on %s: %w", cfg.WorkerWeb.BindAddress, err)
 		}
@@ -219,20 +224,31 @@ func runOrchestrator(ctx context.Context, env Env, rf *runFlags) error {
 		return err
 	}
 	if cfg.OrchestrationWeb.Enabled {
-		srv := orchestratorWeb(o, pool, cfg.OrchestrationWeb.BindAddress, log)
+		info := api.ConfigInfo{Environment: env.Getenv("TASKER_ENV"), Version: ResolveVersion(env.Version)}
+		srv, err := orchestratorWeb(o, pool, cfg.OrchestrationWeb.BindAddress, cfg.OrchestrationAuth, info, log)
+		if err != nil {
+			return err
+		}
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("web server on %s: %w", cfg.OrchestrationWeb.BindAddress, err)
 		}
-		log.Info("serving health and metrics", "addr", srv.Addr())
+		log.Info("serving the orchestration API, health and metrics", "addr", srv.Addr())
 		defer shutdownWeb(srv)
 		go func() { <-ctx.Done(); srv.BeginShutdown() }()
 	}
 	return o.Run(ctx)
 }
 
-// orchestratorWeb serves /health, /health/ready (database and orchestration queues) and
-// /metrics (queue depths) for an orchestrator.
-func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr string, log *slog.Logger) *web.Server {
+// orchestratorWeb serves, for an orchestrator, tasker-core's orchestration REST API (/v1 tasks,
+// workflow steps, DLQ, analytics, /config, /api-docs/openapi.json; package api, behind auth),
+// /v1/templates, /health, /health/ready (database and orchestration queues) and /metrics (queue
+// depths). It fails when the auth configuration is unusable.
+func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr string, auth config.WebAuth, info api.ConfigInfo, log *slog.Logger) (*web.Server, error) {
+	api.WarnIfUnprotected(addr, auth, log)
+	v1, err := api.New(o, pool, api.Options{Logger: log, Auth: auth, ExtraRoutes: orchestratorWebRoutes, Config: info})
+	if err != nil {
+		return nil, err
+	}
 	q := queue.NewClient(pool)
 	orchQueues := []string{queue.StepResultsQueue, queue.TaskRequestsQueue, queue.TaskFinalizationsQueue}
 	return web.New(web.Config{
@@ -242,9 +258,34 @@ func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr str
 		NotReadyMessage: "Orchestrator is not ready to process results",
 		Checks: []web.Check{web.DatabaseCheck(web.SelectOne(pool)), web.QueuesCheck(q, orchQueues),
 			web.ReadsCheck(o, 2*o.Config().DBTimeout+o.Config().PollInterval, nil)},
-		Collectors: []prometheus.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o)},
+		Collectors: []prometheus.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o), web.NewOrchestratorCollector(web.ForOrchestrator(o, pool, q))},
+		Templates:  web.DBTemplates{DB: pool},
+		Routes:     v1.Mount,
 		Logger:     log,
-	})
+
+		// templates:read; handler initialization only for callers allowed worker:templates_read
+		TemplateAccess: v1,
+	}), nil
+}
+
+// orchestratorWebRoutes documents, in the API's OpenAPI document, the routes package web serves
+// next to the API.
+var orchestratorWebRoutes = []api.Route{
+	{Method: "GET", Path: "/health", Tag: "health", Summary: "Basic health check",
+		Responses: []api.Response{{Status: 200, Description: "Healthy"}}},
+	{Method: "GET", Path: "/health/live", Tag: "health", Summary: "Liveness probe",
+		Responses: []api.Response{{Status: 200, Description: "Alive"}}},
+	{Method: "GET", Path: "/health/ready", Tag: "health", Summary: "Readiness probe (database, queues, result reads)",
+		Responses: []api.Response{{Status: 200, Description: "Ready"}, {Status: 503, Description: "Not ready"}}},
+	{Method: "GET", Path: "/health/detailed", Tag: "health", Summary: "Detailed health with every check",
+		Responses: []api.Response{{Status: 200, Description: "Healthy"}, {Status: 503, Description: "Unhealthy"}}},
+	{Method: "GET", Path: "/metrics", Tag: "health", Summary: "Prometheus metrics",
+		Responses: []api.Response{{Status: 200, Description: "Prometheus text exposition"}}},
+	{Method: "GET", Path: "/v1/templates", Resource: "templates", Action: "list", Tag: "templates", Summary: "Registered task templates by namespace",
+		Query:     []api.Param{{Name: "namespace", Type: "string", Description: "Only this namespace"}},
+		Responses: []api.Response{{Status: 200, Description: "Template list"}}},
+	{Method: "GET", Path: "/v1/templates/{namespace}/{name}/{version}", Resource: "templates", Action: "read", Tag: "templates", Summary: "One task template",
+		Responses: []api.Response{{Status: 200, Description: "Template details"}, {Status: 404, Description: "Template not found"}}},
 }
 
 func shutdownWeb(srv *web.Server) {

@@ -127,7 +127,7 @@ func run(ctx context.Context, env cli.Env, opts options) error {
 	fmt.Fprintf(env.Stdout, "==> registering templates from %s, starting orchestrator + worker\n", opts.templates)
 	var results []demoResult
 	err = cli.RunAllInOne(ctx, env, pool, log, cli.AllInOne{
-		Worker: wcfg, Templates: opts.templates, Orchestration: ocfg,
+		Worker: wcfg, Templates: opts.templates, Orchestration: ocfg, APIAddr: "127.0.0.1:0",
 		Ready: func(ctx context.Context, o *orchestration.Orchestrator) error {
 			results = runScenarios(ctx, env.Stdout, o, demoScenarios(dataDir))
 			return nil
