@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
 func (a *API) mountAnalytics(mux *http.ServeMux) {
@@ -22,20 +24,7 @@ func (a *API) mountAnalytics(mux *http.ServeMux) {
 // rfc3339 is chrono's DateTime<Utc>::to_rfc3339: "+00:00" and 0, 3, 6 or 9 fraction digits.
 type rfc3339 time.Time
 
-func (t rfc3339) String() string {
-	u := time.Time(t).UTC()
-	s := u.Format("2006-01-02T15:04:05")
-	switch ns := u.Nanosecond(); {
-	case ns == 0:
-	case ns%1_000_000 == 0:
-		s += fmt.Sprintf(".%03d", ns/1_000_000)
-	case ns%1_000 == 0:
-		s += fmt.Sprintf(".%06d", ns/1_000)
-	default:
-		s += fmt.Sprintf(".%09d", ns)
-	}
-	return s + "+00:00"
-}
+func (t rfc3339) String() string { return protocol.RFC3339(time.Time(t)) }
 
 func rfc3339Ptr(t *time.Time) *string {
 	if t == nil {

@@ -33,6 +33,13 @@ func (t NaiveTime) String() string {
 	}
 }
 
+// RFC3339 formats t as chrono's DateTime<Utc>::to_rfc3339 does: UTC with a "+00:00" offset and
+// 0, 3, 6 or 9 fraction digits, whichever is the shortest exact form.
+func RFC3339(t time.Time) string { return NewNaiveTime(t).String() + "+00:00" }
+
+// UTCZ formats t as chrono's DateTime<Utc> serializes through serde: like RFC3339 but with "Z".
+func UTCZ(t time.Time) string { return NewNaiveTime(t).String() + "Z" }
+
 // MarshalJSON writes the chrono NaiveDateTime form.
 func (t NaiveTime) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
 

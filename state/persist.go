@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
 // Names of the partial unique indexes that allow one most_recent transition per entity.
@@ -604,23 +606,10 @@ func nullableUUID(u uuid.UUID) any {
 	return u
 }
 
-// rfc3339 formats t (zero: now) as chrono's to_rfc3339 does: UTC with a "+00:00" offset and 0, 3,
-// 6 or 9 fractional digits, whichever is the shortest exact form.
+// rfc3339 formats t (zero: now) as chrono's to_rfc3339 does (protocol.RFC3339).
 func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	t = t.UTC()
-	ns := t.Nanosecond()
-	var frac string
-	switch {
-	case ns == 0:
-	case ns%1_000_000 == 0:
-		frac = fmt.Sprintf(".%03d", ns/1_000_000)
-	case ns%1_000 == 0:
-		frac = fmt.Sprintf(".%06d", ns/1_000)
-	default:
-		frac = fmt.Sprintf(".%09d", ns)
-	}
-	return t.Format("2006-01-02T15:04:05") + frac + "+00:00"
+	return protocol.RFC3339(t)
 }

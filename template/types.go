@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/tasker-go/tasker/protocol"
 )
 
 // StepType is a step's kind, the YAML/JSON key `type` (alias `step_type`).
@@ -249,20 +251,7 @@ type LifecycleConfig struct {
 type Timestamp struct{ time.Time }
 
 // MarshalJSON writes the chrono form.
-func (t Timestamp) MarshalJSON() ([]byte, error) {
-	u := t.UTC()
-	s := u.Format("2006-01-02T15:04:05")
-	switch ns := u.Nanosecond(); {
-	case ns == 0:
-	case ns%1_000_000 == 0:
-		s += fmt.Sprintf(".%03d", ns/1_000_000)
-	case ns%1_000 == 0:
-		s += fmt.Sprintf(".%06d", ns/1_000)
-	default:
-		s += fmt.Sprintf(".%09d", ns)
-	}
-	return json.Marshal(s + "Z")
-}
+func (t Timestamp) MarshalJSON() ([]byte, error) { return json.Marshal(protocol.UTCZ(t.Time)) }
 
 // UnmarshalJSON reads an RFC 3339 timestamp and converts it to UTC.
 func (t *Timestamp) UnmarshalJSON(b []byte) error {
