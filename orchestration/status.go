@@ -228,6 +228,11 @@ func (s *StepStatus) applyRetryOutlook() {
 	}
 }
 
+// ApplyRetryOutlook sets Retryable, ErrorRetryable, ErrorMessage and NextRetryAt from State,
+// Attempts, MaxAttempts, Results and Retryable (the template's retryable flag), as TaskStatus
+// does; for a StepStatus built from another source (the CLI's remote mode reads the REST API).
+func (s *StepStatus) ApplyRetryOutlook() { s.applyRetryOutlook() }
+
 // Step returns the step called name, or nil.
 func (t *TaskStatus) Step(name string) *StepStatus {
 	for i := range t.Steps {

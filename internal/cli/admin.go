@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/tasker-go/tasker/migrations"
 	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/template"
+	"github.com/tasker-go/tasker/web"
 	"github.com/tasker-go/tasker/worker"
 )
 
@@ -76,16 +78,21 @@ func newTemplatesCmd(env Env) *cobra.Command {
 		{"validate", "validate [DIR]", "Validate the templates of DIR (default $TASKER_TEMPLATE_PATH) without a database"},
 	} {
 		var dbURL string
+		var out output
 		c := &cobra.Command{
 			Use:   sub.use,
 			Short: sub.short,
 			Args:  optionalArg("template directory"),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if sub.name == "list" && out.isJSON() {
+					return runTemplatesListJSON(cmd.Context(), env, dbURL)
+				}
 				return runTemplates(cmd.Context(), env, sub.name, dbURL, args)
 			},
 		}
 		if sub.name == "list" {
 			c.Args = noArgs
+			out.register(c.Flags(), false)
 		}
 		c.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 		if sub.name == "validate" {
@@ -164,15 +171,17 @@ func runTemplates(ctx context.Context, env Env, sub, dbURL string, args []string
 
 func newQueueCmd(env Env) *cobra.Command {
 	var dbURL string
+	var out output
 	stats := &cobra.Command{
 		Use:   "stats",
 		Short: "Depth and age of every PGMQ queue",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runQueueStats(cmd.Context(), env, dbURL)
+			return runQueueStats(cmd.Context(), env, dbURL, out)
 		},
 	}
 	stats.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	out.register(stats.Flags(), false)
 	cmd := &cobra.Command{
 		Use:   "queue",
 		Short: "Stats: depth and age of every PGMQ queue",
@@ -181,7 +190,7 @@ func newQueueCmd(env Env) *cobra.Command {
 	return cmd
 }
 
-func runQueueStats(ctx context.Context, env Env, dbURL string) error {
+func runQueueStats(ctx context.Context, env Env, dbURL string, out output) error {
 	pool, err := connect(ctx, env, dbURL)
 	if err != nil {
 		return err
@@ -191,10 +200,57 @@ func runQueueStats(ctx context.Context, env Env, dbURL string) error {
 	if err != nil {
 		return err
 	}
+	if out.isJSON() {
+		return printQueueStatsJSON(env, ms)
+	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "QUEUE\tLENGTH\tVISIBLE\tOLDEST AGE\tTOTAL SENT")
 	for _, m := range ms {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", m.Queue, m.Length, m.VisibleLength, m.OldestAge.Round(time.Second), m.TotalMessages)
 	}
 	return tw.Flush()
+}
+
+// runTemplatesListJSON prints the registered templates as the orchestrator's GET /v1/templates
+// answers them.
+func runTemplatesListJSON(ctx context.Context, env Env, dbURL string) error {
+	pool, err := connect(ctx, env, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	list, err := web.DBTemplates{DB: pool}.ListTemplates(ctx, "")
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	return printJSON(env, b)
+}
+
+// queueStatsJSON is one queue of queue stats -o json, in PGMQ's metrics field names.
+type queueStatsJSON struct {
+	QueueName          string    `json:"queue_name"`
+	QueueLength        int64     `json:"queue_length"`
+	QueueVisibleLength int64     `json:"queue_visible_length"`
+	NewestMsgAgeSec    int64     `json:"newest_msg_age_sec"`
+	OldestMsgAgeSec    int64     `json:"oldest_msg_age_sec"`
+	TotalMessages      int64     `json:"total_messages"`
+	ScrapeTime         time.Time `json:"scrape_time"`
+}
+
+func printQueueStatsJSON(env Env, ms []queue.Metrics) error {
+	out := make([]queueStatsJSON, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, queueStatsJSON{QueueName: m.Queue, QueueLength: m.Length, QueueVisibleLength: m.VisibleLength,
+			NewestMsgAgeSec: int64(m.NewestAge / time.Second), OldestMsgAgeSec: int64(m.OldestAge / time.Second),
+			TotalMessages: m.TotalMessages, ScrapeTime: m.ScrapedAt})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return printJSON(env, b)
 }

@@ -125,6 +125,8 @@ func subcommands(env Env) []*cobra.Command {
 		newMigrateCmd(env),
 		newTemplatesCmd(env),
 		newTaskCmd(env),
+		newStepCmd(env),
+		newDLQCmd(env),
 		newQueueCmd(env),
 		newWorkerCmd(env),
 		newOrchestratorCmd(env),

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker/api"
+	"github.com/tasker-go/tasker/client"
 	"github.com/tasker-go/tasker/config"
 	"github.com/tasker-go/tasker/orchestration"
 	"github.com/tasker-go/tasker/queue"
@@ -182,11 +182,16 @@ func RunAllInOne(ctx context.Context, env Env, pool *pgxpool.Pool, log *slog.Log
 }
 
 func newTaskCmd(env Env) *cobra.Command {
+	f := &apiFlags{}
 	cmd := &cobra.Command{
 		Use:   "task",
-		Short: "Submit | status | list | cancel tasks",
+		Short: "Submit | status | list | cancel | retry tasks",
+		Long: "Submit | status | list | cancel | retry tasks, in the database (--database-url, DATABASE_URL) or,\n" +
+			"with --url or TASKER_API_URL, through an orchestrator's REST API (same output either way).",
 	}
-	cmd.AddCommand(newTaskSubmitCmd(env), newTaskStatusCmd(env), newTaskListCmd(env), newTaskCancelCmd(env))
+	f.registerPersistent(cmd.PersistentFlags())
+	cmd.AddCommand(newTaskSubmitCmd(env, f), newTaskStatusCmd(env, f), newTaskListCmd(env, f), newTaskCancelCmd(env, f),
+		newTaskRetryCmd(env, f))
 	return cmd
 }
 
@@ -197,13 +202,16 @@ type submitOptions struct {
 	timeout                                                        time.Duration
 }
 
-func newTaskSubmitCmd(env Env) *cobra.Command {
+func newTaskSubmitCmd(env Env, f *apiFlags) *cobra.Command {
 	var o submitOptions
 	cmd := &cobra.Command{
 		Use:   "submit [--file request.json | -] [--namespace NS --name NAME --version V --context JSON] [--idempotency-key KEY] [--wait] | --file requests.ndjson | --ndjson [--file FILE | -]",
 		Short: "Create a task; prints its uuid (or many, one request per NDJSON line)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.isRemote(env) {
+				return runRemoteSubmit(cmd.Context(), env, f, o)
+			}
 			return runTaskSubmit(cmd.Context(), env, o)
 		},
 	}
@@ -321,11 +329,16 @@ func readRequestFile(stdin io.Reader, file string) (orchestration.TaskRequest, e
 // WatchTask polls the task until it reaches a final or blocked state, writing one progress line
 // whenever something changed: steps done/total, the task state and the steps that moved.
 func WatchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUID, w io.Writer) (*orchestration.TaskStatus, error) {
+	return watchTask(ctx, func() (*orchestration.TaskStatus, error) { return o.TaskStatus(ctx, task) }, task, w)
+}
+
+// watchTask is WatchTask reading the task with read.
+func watchTask(ctx context.Context, read func() (*orchestration.TaskStatus, error), task uuid.UUID, w io.Writer) (*orchestration.TaskStatus, error) {
 	last := map[string]state.StepState{}
 	start := time.Now()
 	lastKey := ""
 	for {
-		st, err := o.TaskStatus(ctx, task)
+		st, err := read()
 		if err != nil {
 			return nil, err
 		}
@@ -360,23 +373,25 @@ func WatchTask(ctx context.Context, o *orchestration.Orchestrator, task uuid.UUI
 	}
 }
 
-func newTaskStatusCmd(env Env) *cobra.Command {
-	var dbURL string
-	var asJSON bool
+func newTaskStatusCmd(env Env, f *apiFlags) *cobra.Command {
+	var out output
 	cmd := &cobra.Command{
-		Use:   "status [--json] TASK_UUID",
+		Use:   "status [--json | -o json|table] TASK_UUID",
 		Short: "Show a task and its steps as a dependency tree",
-		Args:  oneArg("task uuid"),
+		Long: "Show a task and its steps as a dependency tree. -o json (or --json) prints the full status:\n" +
+			"from the database, the task with its steps' retry outlook; with --url, the REST API's\n" +
+			"TaskResponse (GET /v1/tasks/{uuid}).",
+		Args: oneArg("task uuid"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseTaskUUID(args[0])
 			if err != nil {
 				return err
 			}
-			return runTaskStatus(cmd.Context(), env, dbURL, id, asJSON)
+			return runTaskStatus(cmd.Context(), env, f, id, out)
 		},
 	}
-	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full status as JSON")
+	cmd.Flags().StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	out.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -388,13 +403,30 @@ func parseTaskUUID(s string) (uuid.UUID, error) {
 	return id, nil
 }
 
-func runTaskStatus(ctx context.Context, env Env, dbURL string, id uuid.UUID, asJSON bool) error {
-	return withOrchestrator(ctx, env, dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
+func runTaskStatus(ctx context.Context, env Env, f *apiFlags, id uuid.UUID, out output) error {
+	if f.isRemote(env) {
+		return withAPI(ctx, env, f, func(c *client.Client) error {
+			if out.isJSON() {
+				_, raw, err := c.Task(ctx, id.String())
+				if err != nil {
+					return taskNotFound(err, id)
+				}
+				return printJSON(env, raw)
+			}
+			st, parents, err := remoteStatus(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			printStatusTree(env.Stdout, st, parents)
+			return nil
+		})
+	}
+	return withOrchestrator(ctx, env, f.dbURL, func(o *orchestration.Orchestrator, pool *pgxpool.Pool) error {
 		st, err := o.TaskStatus(ctx, id)
 		if err != nil {
 			return err
 		}
-		if asJSON {
+		if out.isJSON() {
 			enc := json.NewEncoder(env.Stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(st)
@@ -409,17 +441,23 @@ func printStatus(ctx context.Context, w io.Writer, pool *pgxpool.Pool, st *orche
 	if err != nil {
 		return err
 	}
+	printStatusTree(w, st, parents)
+	return nil
+}
+
+// printStatusTree is task status's text: one header line, then the step tree.
+func printStatusTree(w io.Writer, st *orchestration.TaskStatus, parents map[uuid.UUID][]uuid.UUID) {
 	fmt.Fprintf(w, "task %s  %s/%s@%s  %s  (%s, %d/%d steps complete, %.0f%%)\n", st.TaskUUID, st.Namespace, st.Name, st.Version,
 		st.State, st.Execution.ExecutionStatus, st.Execution.CompletedSteps, st.Execution.TotalSteps, st.Execution.CompletionPercentage)
 	for _, line := range stepTree(st, parents) {
 		fmt.Fprintln(w, line)
 	}
-	return nil
 }
 
-func newTaskListCmd(env Env) *cobra.Command {
-	var dbURL, stateFilter string
+func newTaskListCmd(env Env, f *apiFlags) *cobra.Command {
+	var stateFilter string
 	var limit int
+	var out output
 	cmd := &cobra.Command{
 		Use:   "list [--limit N] [--state STATE]",
 		Short: "List tasks, newest first",
@@ -428,11 +466,12 @@ func newTaskListCmd(env Env) *cobra.Command {
 			if limit < 0 {
 				return usagef("--limit: want a number of tasks, got %d", limit)
 			}
-			return runTaskList(cmd.Context(), env, dbURL, limit, stateFilter)
+			return runTaskList(cmd.Context(), env, f, limit, stateFilter, out)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	out.register(fs, false)
 	fs.IntVar(&limit, "limit", 20, "how many tasks, newest first")
 	var states []string
 	for _, s := range state.TaskStates() {
@@ -447,46 +486,8 @@ func newTaskListCmd(env Env) *cobra.Command {
 	return cmd
 }
 
-func runTaskList(ctx context.Context, env Env, dbURL string, limit int, stateFilter string) error {
-	pool, err := connect(ctx, env, dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	rows, err := pool.Query(ctx, `
-		SELECT t.task_uuid, tn.name, nt.name, nt.version, COALESCE(tr.to_state, 'pending'), t.created_at,
-		       (SELECT count(*) FROM tasker.workflow_steps ws WHERE ws.task_uuid = t.task_uuid),
-		       (SELECT count(*) FROM tasker.workflow_steps ws WHERE ws.task_uuid = t.task_uuid AND ws.processed)
-		  FROM tasker.tasks t
-		  JOIN tasker.named_tasks nt USING (named_task_uuid)
-		  JOIN tasker.task_namespaces tn USING (task_namespace_uuid)
-		  LEFT JOIN tasker.task_transitions tr ON tr.task_uuid = t.task_uuid AND tr.most_recent
-		 WHERE $2 = '' OR COALESCE(tr.to_state, 'pending') = $2
-		 ORDER BY t.created_at DESC LIMIT $1`, limit, stateFilter)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tNAMESPACE/NAME\tVERSION\tSTATE\tSTEPS DONE\tCREATED")
-	for rows.Next() {
-		var id uuid.UUID
-		var ns, name, version, st string
-		var created time.Time
-		var total, done int
-		if err := rows.Scan(&id, &ns, &name, &version, &st, &created, &total, &done); err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d/%d\t%s\n", id, ns, name, version, st, done, total, created.Format(time.RFC3339))
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return tw.Flush()
-}
-
-func newTaskCancelCmd(env Env) *cobra.Command {
-	var dbURL string
+func newTaskCancelCmd(env Env, f *apiFlags) *cobra.Command {
+	var out output
 	cmd := &cobra.Command{
 		Use:   "cancel TASK_UUID",
 		Short: "Cancel a task and its unfinished steps",
@@ -496,20 +497,10 @@ func newTaskCancelCmd(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runTaskCancel(cmd.Context(), env, dbURL, id)
+			return runTaskCancel(cmd.Context(), env, f, id, out)
 		},
 	}
-	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	cmd.Flags().StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	out.register(cmd.Flags(), false)
 	return cmd
-}
-
-func runTaskCancel(ctx context.Context, env Env, dbURL string, id uuid.UUID) error {
-	return withOrchestrator(ctx, env, dbURL, func(o *orchestration.Orchestrator, _ *pgxpool.Pool) error {
-		n, err := o.Cancel(ctx, id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "task %s cancelled (%d steps cancelled)\n", id, n)
-		return nil
-	})
 }
