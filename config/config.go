@@ -5,15 +5,19 @@
 // Precedence, lowest first:
 //
 //  1. built-in defaults (tasker-core's where a key exists there);
-//  2. the TOML file named by Options.Path (--config) or TASKER_CONFIG_PATH; string values may
-//     hold ${VAR} and ${VAR:-default} placeholders, substituted from the environment as
-//     tasker-core does;
+//  2. the TOML files: a tasker-core configuration directory (Options.Dir, --config-dir or
+//     TASKER_CONFIG_DIR: base/*.toml, then environments/$TASKER_ENV/*.toml), then the file named
+//     by Options.Path (--config) or TASKER_CONFIG_PATH, merged as tasker-core merges them;
+//     string values may hold ${VAR} and ${VAR:-default} placeholders, substituted from the
+//     environment as tasker-core does;
 //  3. environment variables (see Keys: the ones worker.Config.FromEnv reads, plus a few for the
 //     web server and telemetry);
 //  4. Options.Apply, where the CLI sets its flags.
 //
-// Unknown keys, values of the wrong type and out-of-range values are rejected, each error naming
-// the full key (and the variable or flag when the value came from there), e.g.
+// tasker-core's own files load unchanged: keys of its schema without a meaning here (FFI
+// channels, circuit breakers, RabbitMQ, gRPC, ...) are accepted and reported as Config.Ignored.
+// Other unknown keys, values of the wrong type and out-of-range values are rejected, each error
+// naming the full key (and the variable or flag when the value came from there), e.g.
 //
 //	config: worker.mpsc_channels.handler_dispatch.max_concurrent_handlers: -1 is outside 1..10000
 //
@@ -23,8 +27,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -64,8 +70,14 @@ type Config struct {
 	OrchestrationAuth WebAuth
 	// Telemetry configures OpenTelemetry tracing (telemetry.*).
 	Telemetry Telemetry
-	// File is the TOML file that was loaded; empty when none was.
+	// File is the TOML file named by --config or TASKER_CONFIG_PATH; empty when none was.
 	File string
+	// Files are every TOML file loaded, in layering order (a configuration directory's base and
+	// environment files, then File).
+	Files []string
+	// Ignored lists the keys of tasker-core's schema the files set that tasker-go does not use
+	// (sorted; a table is written "table.*"). Load logs them as one warning.
+	Ignored []string
 
 	// sources maps every key not at its default to where its value came from: fromFileMark,
 	// an environment variable's name, or "flag".
@@ -172,7 +184,16 @@ const (
 // Options tell Load where to look.
 type Options struct {
 	// Path is the TOML file (the --config flag). Empty: TASKER_CONFIG_PATH; empty too: no file.
+	// With Dir, it is layered over the directory's files.
 	Path string
+	// Dir is a tasker-core configuration directory (the --config-dir flag; empty:
+	// TASKER_CONFIG_DIR): its base/*.toml then environments/<Environment>/*.toml are merged as
+	// tasker-core merges them (tables merge, later values win).
+	Dir string
+	// Environment selects Dir's environment (default TASKER_ENV, else DefaultEnvironment).
+	Environment string
+	// Logger receives the warning listing ignored keys (default slog.Default()).
+	Logger *slog.Logger
 	// Getenv reads the environment (default os.Getenv).
 	Getenv func(string) string
 	// Apply runs after the environment overlay and before validation; the CLI sets its flags
@@ -196,8 +217,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("config: %s: %s", e.Key, e.Message)
 }
 
-// Load builds the configuration: defaults, then the TOML file, then the environment, then
-// opts.Apply, then Validate. The error joins every problem found (each an *Error).
+// Load builds the configuration: defaults, then the TOML files, then the environment, then
+// opts.Apply, then Validate. The error joins every problem found (each an *Error). The keys of
+// tasker-core's schema that the files set and tasker-go does not use are logged once, as one
+// warning, and returned in Config.Ignored.
 func Load(opts Options) (Config, error) {
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -207,17 +230,30 @@ func Load(opts Options) (Config, error) {
 	c.sources = map[string]string{}
 	c.via = map[string]string{}
 
-	path, from := opts.Path, "--config"
-	if path == "" {
-		path, from = strings.TrimSpace(getenv("TASKER_CONFIG_PATH")), "TASKER_CONFIG_PATH"
+	files, err := configFiles(opts, getenv)
+	if err != nil {
+		return c, err
 	}
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return c, &Error{Key: from, Message: err.Error()}
+	if len(files) > 0 {
+		merged := map[string]any{}
+		for _, f := range files {
+			data, err := os.ReadFile(f.path)
+			if err != nil {
+				return c, &Error{Key: f.from, Message: err.Error()}
+			}
+			raw, err := parseTOML(f.path, string(data))
+			if err != nil {
+				return c, err
+			}
+			mergeTOML(merged, raw)
+			c.Files = append(c.Files, f.path)
 		}
-		c.File = path
-		if err := decodeTOML(&c, string(data), getenv); err != nil {
+		if path := files[len(files)-1]; path.from != fromDir {
+			c.File = path.path
+		}
+		ignored, err := decodeTOML(&c, merged, getenv)
+		c.Ignored = ignored
+		if err != nil {
 			return c, err
 		}
 	}
@@ -236,8 +272,64 @@ func Load(opts Options) (Config, error) {
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
+	if len(c.Ignored) > 0 {
+		log := opts.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("config: tasker-core settings without a meaning in tasker-go are ignored",
+			"count", len(c.Ignored), "keys", strings.Join(c.Ignored, ", "))
+	}
 	return c, nil
 }
+
+// fromDir marks a file found in Options.Dir.
+const fromDir = "--config-dir"
+
+type configFile struct{ path, from string }
+
+// configFiles lists the files to load, in layering order: Dir's base/*.toml, then
+// environments/<env>/*.toml (each set in name order), then Path.
+func configFiles(opts Options, getenv func(string) string) ([]configFile, error) {
+	var files []configFile
+	dir, from := opts.Dir, fromDir
+	if dir == "" {
+		dir, from = strings.TrimSpace(getenv("TASKER_CONFIG_DIR")), "TASKER_CONFIG_DIR"
+	}
+	if dir != "" {
+		envName := opts.Environment
+		if envName == "" {
+			envName = strings.TrimSpace(getenv("TASKER_ENV"))
+		}
+		if envName == "" {
+			envName = DefaultEnvironment
+		}
+		base, _ := filepath.Glob(filepath.Join(dir, "base", "*.toml"))
+		if len(base) == 0 {
+			return nil, &Error{Key: from, Message: fmt.Sprintf("no %s", filepath.Join(dir, "base", "*.toml"))}
+		}
+		envDir := filepath.Join(dir, "environments", envName)
+		if st, err := os.Stat(envDir); err != nil || !st.IsDir() {
+			return nil, &Error{Key: from, Message: fmt.Sprintf("no directory %s for environment %q (TASKER_ENV)", envDir, envName)}
+		}
+		envFiles, _ := filepath.Glob(filepath.Join(envDir, "*.toml"))
+		for _, p := range append(base, envFiles...) { // Glob sorts each list
+			files = append(files, configFile{p, fromDir})
+		}
+	}
+	path, pathFrom := opts.Path, "--config"
+	if path == "" {
+		path, pathFrom = strings.TrimSpace(getenv("TASKER_CONFIG_PATH")), "TASKER_CONFIG_PATH"
+	}
+	if path != "" {
+		files = append(files, configFile{path, pathFrom})
+	}
+	return files, nil
+}
+
+// DefaultEnvironment is the environment layered over a configuration directory's base files
+// when neither Options.Environment nor TASKER_ENV names one (tasker-core's default).
+const DefaultEnvironment = "development"
 
 // applyEnv overlays the environment: worker.Config.FromEnv for the worker's variables, then the
 // variables of the other keys.

@@ -177,23 +177,31 @@ dispatch_buffer_size = 100
 enabled = true
 port = 1
 
+[worker.grcp]
+enabled = true
+port = 1
+
 [worker]
 web = 3
 `)
-	_, err := Load(Options{Path: path, Getenv: envOf(nil)})
+	c, err := Load(Options{Path: path, Getenv: envOf(nil)})
 	texts := errorTexts(t, err)
 	for _, want := range []string{
 		"config: worker.mpsc_channels.handler_dispatch.max_concurrent_handler: unknown key (did you mean worker.mpsc_channels.handler_dispatch.max_concurrent_handlers?)",
-		"config: worker.mpsc_channels.handler_dispatch.dispatch_buffer_size: unknown key",
-		"config: worker.grpc: unknown table",
+		"config: worker.grcp: unknown table (did you mean worker.grpc?)",
 		"config: worker.web: is a table, not a value",
 	} {
 		if !containsText(texts, want) {
 			t.Errorf("missing %q in %q", want, texts)
 		}
 	}
-	if len(texts) != 4 {
+	if len(texts) != 3 {
 		t.Errorf("an unknown table's keys must not be reported again: %q", texts)
+	}
+	// tasker-core's keys (and unknown keys in its sections tasker-go does not use) are ignored.
+	want := []string{"worker.grpc.*", "worker.mpsc_channels.handler_dispatch.dispatch_buffer_size"}
+	if !reflect.DeepEqual(c.Ignored, want) {
+		t.Errorf("Ignored = %q, want %q", c.Ignored, want)
 	}
 }
 
@@ -217,7 +225,7 @@ backoff_multiplier = 0.5
 jitter_max_percentage = 2.0
 
 [worker]
-worker_id = "worker-default-001"
+worker_id = "worker_default-001"
 namespaces = ["ok", "not-ok"]
 stale_grace_seconds = -1
 
@@ -269,7 +277,7 @@ jitter_max_percentage = 2.0
 max_backoff_seconds = 0.5
 
 [worker]
-worker_id = "worker-default-001"
+worker_id = "worker_default-001"
 namespaces = ["ok", "not-ok"]
 stale_grace_seconds = -1
 
@@ -293,7 +301,7 @@ exporter = "zipkin"
 	for _, want := range []string{
 		"config: worker.mpsc_channels.handler_dispatch.max_concurrent_handlers: -1 is outside 1..10000",
 		"config: worker.stale_grace_seconds: must not be negative",
-		`config: worker.worker_id: worker id "worker-default-001" is not worker_<uuid>`,
+		`config: worker.worker_id: worker id "worker_default-001" is not worker_<uuid>`,
 		`config: worker.namespaces: "not-ok": namespaces are 1-29 characters of [A-Za-z0-9_]`,
 		`config: worker.web.bind_address: "nowhere" is not host:port`,
 		`config: orchestration.web.bind_address: "localhost" is not host:port`,
@@ -466,6 +474,25 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 		"common.database.lock_timeout_ms":                                                     `35000`,
 		"common.database.call_timeout_ms":                                                     `36000`,
 		"common.queues.default_visibility_timeout_seconds":                                    `41`,
+		"common.pgmq_database.url":                                                            `"postgres://all/keys"`,
+		"common.pgmq_database.enabled":                                                        `true`,
+		"common.queues.backend":                                                               `"pgmq"`,
+		"common.queues.orchestration_namespace":                                               `"orchestration"`,
+		"common.queues.worker_namespace":                                                      `"worker"`,
+		"common.queues.naming_pattern":                                                        `"{namespace}_{name}_queue"`,
+		"common.queues.orchestration_queues.task_requests":                                    `"orchestration_task_requests"`,
+		"common.queues.orchestration_queues.task_finalizations":                               `"orchestration_task_finalizations"`,
+		"common.queues.orchestration_queues.step_results":                                     `"orchestration_step_results"`,
+		"common.queues.pgmq.poll_interval_ms":                                                 `999`,
+		"worker.event_systems.worker.metadata.fallback_poller.polling_interval_ms":            `998`,
+		"worker.event_systems.worker.metadata.fallback_poller.supported_namespaces":           `["ignored"]`,
+		"orchestration.dlq.staleness_detection.enabled":                                       `false`,
+		"orchestration.dlq.staleness_detection.dry_run":                                       `true`,
+		"orchestration.dlq.staleness_detection.batch_size":                                    `11`,
+		"orchestration.dlq.staleness_detection.thresholds.waiting_for_dependencies_minutes":   `12`,
+		"orchestration.dlq.staleness_detection.thresholds.waiting_for_retry_minutes":          `13`,
+		"orchestration.dlq.staleness_detection.thresholds.steps_in_process_minutes":           `14`,
+		"orchestration.dlq.staleness_detection.thresholds.task_max_lifetime_hours":            `15`,
 		"common.backoff.default_backoff_seconds":                                              `[2, 4, 8]`,
 		"common.backoff.max_backoff_seconds":                                                  `60`,
 		"common.backoff.backoff_multiplier":                                                   `3.0`,
@@ -569,7 +596,9 @@ func TestConfigEveryKeyApplies(t *testing.T) {
 			SweepBatchSize: 7, StaleGrace: 8 * time.Second, StuckThreshold: 9 * time.Second, MaxDecisionSteps: 10,
 			Backoff:            orchestration.BackoffConfig{Base: 2 * time.Second, Max: time.Minute, Multiplier: 3, JitterPercent: orchestration.NoJitter},
 			DefaultStepTimeout: 5 * time.Second, DBTimeout: 36 * time.Second,
-			Staleness: orchestration.DefaultConfig().Staleness, // no file key sets it (yet)
+			Staleness: orchestration.StalenessConfig{Disabled: true, DryRun: true, BatchSize: 11,
+				WaitingForDependencies: 12 * time.Minute, WaitingForRetry: 13 * time.Minute, StepsInProcess: 14 * time.Minute,
+				TaskMaxLifetime: 15 * time.Hour},
 		},
 		OrchestrationWeb: Web{Enabled: false, BindAddress: "127.0.0.1:2"},
 		WorkerAuth: WebAuth{Enabled: true, JWTIssuer: "w-iss", JWTAudience: "w-aud", JWTVerificationMethod: "public_key",

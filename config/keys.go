@@ -46,6 +46,11 @@ const (
 	keyWorkerVT          = "worker.event_systems.worker.timing.visibility_timeout_seconds"
 	keyStatementTimeout  = "common.database.statement_timeout_ms"
 	keyLockTimeout       = "common.database.lock_timeout_ms"
+	keyPGMQURL           = "common.pgmq_database.url"
+	keyWorkerID          = "worker.worker_id"
+	keyWorkerPoll        = "worker.event_systems.worker.timing.fallback_polling_interval_ms"
+	keyWorkerNamespaces  = "worker.namespaces"
+	keyStaleness         = "orchestration.dlq.staleness_detection"
 )
 
 type kind int
@@ -61,18 +66,27 @@ const (
 	kSecondsList // array of seconds; the first is used (tasker-core's default_backoff_seconds)
 	kUUID
 	kAPIKeys // array of tables {key, permissions, description} -> []APIKey
+	kMinutes // integer (or fractional) minutes -> time.Duration
+	kHours   // integer (or fractional) hours -> time.Duration
+	kNotBool // a boolean stored negated (tasker-core's enabled, our Disabled)
 )
 
 // entry is one key of the table that drives decoding, the environment overlay, error naming and
-// the documentation. field is the dotted Go path of the setting inside Config; the two keys
-// without one (common.queues.default_visibility_timeout_seconds, common.backoff.jitter_enabled)
-// are applied by decodeTOML.
+// the documentation. field is the dotted Go path of the setting inside Config; the keys without
+// one (common.queues.default_visibility_timeout_seconds, common.backoff.jitter_enabled,
+// common.pgmq_database.url and the fixed ones) are applied or checked by decodeTOML.
 type entry struct {
 	Key, Env, Meaning string
 	field             string
 	kind              kind
 	// defaultDoc overrides the default shown in the docs when it is not a fixed value.
 	defaultDoc string
+	// fallbackOf names the key that wins over this one: the file's value of this key is used
+	// only when that key is not set in the file (tasker-core's keys for our settings).
+	fallbackOf string
+	// fixed is the only value tasker-go supports (after conversion): the key is checked, not
+	// stored.
+	fixed any
 }
 
 // table lists every accepted key, in documentation order. Where two keys set one field, the
@@ -88,6 +102,24 @@ var table = slices.Concat([]entry{
 		Meaning: "Server-side lock_timeout of every connection; 0 keeps the server's (ours; a URL parameter wins)."},
 	{Key: "common.database.call_timeout_ms", Env: "TASKER_DB_CALL_TIMEOUT", field: "Worker.DBTimeout", kind: kMillis,
 		Meaning: "Deadline of each database call of the worker's and orchestrator's loops (read, claim, completion, heartbeat, result processing, sweeps x4); a call that hits it drops its connection (ours)."},
+	{Key: keyPGMQURL, kind: kString, defaultDoc: `""`,
+		Meaning: "tasker-core's separate PGMQ database: empty or equal to common.database.url (tasker-go keeps the queues in the tasker database)."},
+	{Key: "common.pgmq_database.enabled", kind: kBool, fixed: true, defaultDoc: "true",
+		Meaning: "Must be true: tasker-go's messaging is PGMQ."},
+	{Key: "common.queues.backend", kind: kString, fixed: "pgmq", defaultDoc: `"pgmq"`,
+		Meaning: "Messaging backend; only `pgmq` (tasker-core's `rabbitmq` is not supported, its settings are ignored)."},
+	{Key: "common.queues.orchestration_namespace", kind: kString, fixed: "orchestration", defaultDoc: `"orchestration"`,
+		Meaning: "Checked: tasker-go's queue names are fixed."},
+	{Key: "common.queues.worker_namespace", kind: kString, fixed: "worker", defaultDoc: `"worker"`,
+		Meaning: "Checked: step queues are `worker_<namespace>_queue`."},
+	{Key: "common.queues.naming_pattern", kind: kString, fixed: "{namespace}_{name}_queue", defaultDoc: `"{namespace}_{name}_queue"`,
+		Meaning: "Checked: tasker-go's queue names are fixed."},
+	{Key: "common.queues.orchestration_queues.task_requests", kind: kString, fixed: "orchestration_task_requests",
+		defaultDoc: `"orchestration_task_requests"`, Meaning: "Checked: fixed queue name."},
+	{Key: "common.queues.orchestration_queues.task_finalizations", kind: kString, fixed: "orchestration_task_finalizations",
+		defaultDoc: `"orchestration_task_finalizations"`, Meaning: "Checked: fixed queue name."},
+	{Key: "common.queues.orchestration_queues.step_results", kind: kString, fixed: "orchestration_step_results",
+		defaultDoc: `"orchestration_step_results"`, Meaning: "Checked: fixed queue name."},
 	{Key: keyCommonVT, kind: kSeconds, defaultDoc: "30",
 		Meaning: "Visibility timeout used by the worker and the orchestrator when their own key is not set."},
 	{Key: keyBackoffBase, field: "Orchestration.Backoff.Base", kind: kSecondsList, defaultDoc: "[1]",
@@ -97,16 +129,22 @@ var table = slices.Concat([]entry{
 	{Key: keyJitterEnabled, kind: kBool, defaultDoc: "true", Meaning: "Randomize retry delays."},
 	{Key: keyBackoffJitter, field: "Orchestration.Backoff.JitterPercent", kind: kFloat, Meaning: "Largest jitter as a fraction of the delay (0..1)."},
 
-	{Key: "worker.worker_id", Env: "TASKER_WORKER_ID", field: "Worker.WorkerID", kind: kString, defaultDoc: "worker_<new UUIDv7>",
-		Meaning: "Worker identity, `worker_<uuid>`; its uuid is recorded as worker_uuid in transitions. (tasker-core's display-only id has another form.)"},
-	{Key: "worker.namespaces", Env: "TASKER_NAMESPACES", field: "Worker.Namespaces", kind: kStrings, defaultDoc: "[] (the templates' namespaces)",
+	{Key: keyWorkerID, Env: "TASKER_WORKER_ID", field: "Worker.WorkerID", kind: kString, defaultDoc: "worker_<new UUIDv7>",
+		Meaning: "Worker identity, `worker_<uuid>`; its uuid is recorded as worker_uuid in transitions. In the file, tasker-core's display names (`test-worker-001`) are ignored with a warning and a new id is used."},
+	{Key: keyWorkerNamespaces, Env: "TASKER_NAMESPACES", field: "Worker.Namespaces", kind: kStrings, defaultDoc: "[] (the templates' namespaces)",
 		Meaning: "Namespaces whose worker_<ns>_queue this worker consumes (ours; env: comma separated)."},
+	{Key: "worker.event_systems.worker.metadata.fallback_poller.supported_namespaces", field: "Worker.Namespaces", kind: kStrings,
+		fallbackOf: keyWorkerNamespaces, defaultDoc: "[]", Meaning: "tasker-core's key for worker.namespaces, used when that key is not set."},
 	{Key: "worker.template_path", Env: "TASKER_TEMPLATE_PATH", field: "TemplatePath", kind: kString,
 		Meaning: "Directory of task template YAML files registered at start (ours; tasker-core reads only the variable)."},
 	{Key: keyWorkerVT, Env: "TASKER_VISIBILITY_TIMEOUT", field: "Worker.VisibilityTimeout", kind: kSeconds,
 		Meaning: "PGMQ visibility timeout of a read step message; extended while the handler runs."},
-	{Key: "worker.event_systems.worker.timing.fallback_polling_interval_ms", Env: "TASKER_POLL_INTERVAL", field: "Worker.PollInterval", kind: kMillis,
+	{Key: keyWorkerPoll, Env: "TASKER_POLL_INTERVAL", field: "Worker.PollInterval", kind: kMillis,
 		Meaning: "Fallback poll period when no notification arrives (ours: tasker-core has a seconds key it does not read)."},
+	{Key: "worker.event_systems.worker.metadata.fallback_poller.polling_interval_ms", field: "Worker.PollInterval", kind: kMillis,
+		fallbackOf: keyWorkerPoll, Meaning: "tasker-core's worker fallback poll period, used when the key above is not set."},
+	{Key: "common.queues.pgmq.poll_interval_ms", field: "Worker.PollInterval", kind: kMillis, fallbackOf: keyWorkerPoll,
+		Meaning: "tasker-core's PGMQ poll period: the worker's when neither key above is set."},
 	{Key: "worker.event_systems.worker.processing.batch_size", Env: "TASKER_BATCH_SIZE", field: "Worker.BatchSize", kind: kInt,
 		Meaning: "Most messages one read takes (1..1000)."},
 	{Key: "worker.mpsc_channels.handler_dispatch.max_concurrent_handlers", Env: "TASKER_CONCURRENCY", field: "Worker.Concurrency", kind: kInt,
@@ -145,6 +183,20 @@ var table = slices.Concat([]entry{
 		Meaning: "How long a task may rest in a transient state before the recovery sweep re-evaluates it (ours)."},
 	{Key: keyOrchMaxDecision, field: "Orchestration.MaxDecisionSteps", kind: kInt,
 		Meaning: "Most steps one decision outcome may create."},
+	{Key: keyStaleness + ".enabled", field: "Orchestration.Staleness.Disabled", kind: kNotBool,
+		Meaning: "Staleness detection in the recovery sweep (stale tasks go to the DLQ)."},
+	{Key: keyStaleness + ".dry_run", field: "Orchestration.Staleness.DryRun", kind: kBool,
+		Meaning: "Only report stale tasks."},
+	{Key: keyStaleness + ".batch_size", field: "Orchestration.Staleness.BatchSize", kind: kInt,
+		Meaning: "Stale tasks one pass handles."},
+	{Key: keyStaleness + ".thresholds.waiting_for_dependencies_minutes", field: "Orchestration.Staleness.WaitingForDependencies", kind: kMinutes,
+		Meaning: "A task waiting for dependencies this long is stale."},
+	{Key: keyStaleness + ".thresholds.waiting_for_retry_minutes", field: "Orchestration.Staleness.WaitingForRetry", kind: kMinutes,
+		Meaning: "A task waiting for a retry this long is stale."},
+	{Key: keyStaleness + ".thresholds.steps_in_process_minutes", field: "Orchestration.Staleness.StepsInProcess", kind: kMinutes,
+		Meaning: "A task with steps in process this long is stale."},
+	{Key: keyStaleness + ".thresholds.task_max_lifetime_hours", field: "Orchestration.Staleness.TaskMaxLifetime", kind: kHours,
+		Meaning: "A task older than this is stale."},
 	{Key: "orchestration.web.enabled", field: "OrchestrationWeb.Enabled", kind: kBool,
 		Meaning: "Serve the orchestrator's /health and /metrics."},
 	{Key: "orchestration.web.bind_address", field: "OrchestrationWeb.BindAddress", kind: kString,
@@ -163,22 +215,37 @@ var table = slices.Concat([]entry{
 var (
 	byKey      = map[string]*entry{}
 	tableDir   = map[string]bool{} // every proper prefix of a key: a TOML table
-	candidates []string            // keys and tables, sorted, for suggestions
+	tcKeys     = map[string]bool{} // taskerCoreKeys
+	tcTables   = map[string]bool{} // every proper prefix of a tasker-core key
+	candidates []string            // keys and tables (ours and tasker-core's), sorted, for suggestions
 )
 
 func init() {
+	prefixes := func(key string, into map[string]bool) {
+		parts := strings.Split(key, ".")
+		for j := 1; j < len(parts); j++ {
+			into[strings.Join(parts[:j], ".")] = true
+		}
+	}
 	for i := range table {
 		e := &table[i]
 		byKey[e.Key] = e
-		parts := strings.Split(e.Key, ".")
-		for j := 1; j < len(parts); j++ {
-			tableDir[strings.Join(parts[:j], ".")] = true
+		prefixes(e.Key, tableDir)
+	}
+	for _, k := range taskerCoreKeys {
+		tcKeys[k] = true
+		prefixes(k, tcTables)
+	}
+	seen := map[string]bool{}
+	for _, set := range []map[string]bool{tableDir, tcKeys, tcTables} {
+		for k := range set {
+			seen[k] = true
 		}
 	}
 	for k := range byKey {
-		candidates = append(candidates, k)
+		seen[k] = true
 	}
-	for k := range tableDir {
+	for k := range seen {
 		candidates = append(candidates, k)
 	}
 	sort.Strings(candidates)
@@ -221,8 +288,10 @@ func MarkdownTable() string {
 		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s |\n", k.Key, env, k.Default, strings.ReplaceAll(k.Meaning, "|", `\|`))
 	}
 	b.WriteString("\nDuration variables take Go durations (`500ms`, `30s`) or bare seconds; file keys use the unit in their name. " +
-		"String values in the file may use `${VAR}` and `${VAR:-default}`. Precedence: defaults < file " +
-		"(`--config` or `TASKER_CONFIG_PATH`) < environment < flags.\n")
+		"String values in the file may use `${VAR}` and `${VAR:-default}`. Precedence: defaults < files " +
+		"(a tasker-core directory, `--config-dir` or `TASKER_CONFIG_DIR`: `base/*.toml` then `environments/$TASKER_ENV/*.toml`; " +
+		"then `--config` or `TASKER_CONFIG_PATH`) < environment < flags. Keys of tasker-core's schema not listed here are " +
+		"accepted and reported once as ignored (`tasker config validate` lists them).\n")
 	return b.String()
 }
 
@@ -244,6 +313,12 @@ func formatValue(k kind, v reflect.Value) string {
 		return fmt.Sprint(v.Interface().(time.Duration).Milliseconds())
 	case kSeconds:
 		return fmt.Sprint(v.Interface().(time.Duration).Seconds())
+	case kMinutes:
+		return fmt.Sprint(v.Interface().(time.Duration).Minutes())
+	case kHours:
+		return fmt.Sprint(v.Interface().(time.Duration).Hours())
+	case kNotBool:
+		return fmt.Sprint(!v.Bool())
 	case kSecondsList:
 		return fmt.Sprintf("[%v]", v.Interface().(time.Duration).Seconds())
 	case kString:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,117 +16,238 @@ import (
 	"github.com/tasker-go/tasker/orchestration"
 )
 
-// decodeTOML parses data and applies every key of the table found in it to c, reporting unknown
-// keys, keys used as tables (or tables used as values) and bad values, all at once.
-func decodeTOML(c *Config, data string, getenv func(string) string) error {
-	var raw map[string]any
-	md, err := toml.Decode(data, &raw)
-	if err != nil {
-		return &Error{Key: c.File, Message: err.Error()}
+// parseTOML parses one file; errors name the file.
+func parseTOML(name, data string) (map[string]any, error) {
+	raw := map[string]any{}
+	if _, err := toml.Decode(data, &raw); err != nil {
+		return nil, &Error{Key: name, Message: err.Error()}
 	}
-	var (
-		errs     []error
-		skip     []string // unknown tables: their keys are not reported again
-		commonVT *time.Duration
-		jitterOn *bool
-	)
-	for _, k := range md.Keys() {
-		key := k.String()
-		if hasPrefixKey(key, skip) {
-			continue
+	return raw, nil
+}
+
+// mergeTOML layers src over dst as tasker-core merges base and environment files: tables merge
+// key by key, any other value (arrays included) of src replaces dst's.
+func mergeTOML(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				mergeTOML(dm, sm)
+				continue
+			}
 		}
-		val := lookupRaw(raw, k)
-		if _, isTable := val.(map[string]any); isTable {
+		dst[k] = v
+	}
+}
+
+// decoder applies a parsed (merged) file to a Config.
+type decoder struct {
+	c        *Config
+	getenv   func(string) string
+	errs     []error
+	ignored  []string
+	docs     bool           // a _docs table was seen
+	pending  map[*entry]any // fallback keys, applied after the walk
+	commonVT *time.Duration
+	jitterOn *bool
+	pgmqURL  string
+}
+
+// decodeTOML applies every key of raw to c and returns the tasker-core keys it ignored. Unknown
+// keys, keys used as tables (or tables used as values) and bad values are reported all at once;
+// keys of tasker-core's schema that have no meaning here are accepted and listed instead.
+func decodeTOML(c *Config, raw map[string]any, getenv func(string) string) ([]string, error) {
+	d := &decoder{c: c, getenv: getenv, pending: map[*entry]any{}}
+	d.walk("", raw)
+	d.finish()
+	if d.docs {
+		d.ignored = append(d.ignored, "*._docs (documentation tables)")
+	}
+	return groupIgnored(d.ignored), errors.Join(d.errs...)
+}
+
+// groupIgnored writes the ignored keys of a table that holds none of ours as "table.*" (its
+// outermost such table), sorted and without duplicates.
+func groupIgnored(keys []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		parts := strings.Split(strings.TrimSuffix(k, ".*"), ".")
+		if strings.ContainsAny(k, " ") || strings.HasPrefix(k, "*") { // annotated entries stay as they are
+			parts = nil
+		}
+		for j := 1; j < len(parts); j++ {
+			if p := strings.Join(parts[:j], "."); !tableDir[p] {
+				k = p + ".*"
+				break
+			}
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (d *decoder) fail(key, msg string) { d.errs = append(d.errs, &Error{Key: key, Message: msg}) }
+
+func (d *decoder) walk(prefix string, m map[string]any) {
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		key := name
+		if strings.ContainsAny(name, ". \"") {
+			key = strconv.Quote(name) // a quoted key holding dots is one key: it matches none of ours
+		}
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		val := m[name]
+		if sub, isTable := val.(map[string]any); isTable {
 			switch {
-			case tableDir[key]:
+			case name == "_docs":
+				d.docs = true
+			case tableDir[key] || tcTables[key]:
+				d.walk(key, sub)
 			case byKey[key] != nil:
-				errs = append(errs, &Error{Key: key, Message: "expected a value, got a table"})
-				skip = append(skip, key)
+				d.fail(key, "expected a value, got a table")
+			case foreign(key):
+				d.ignored = append(d.ignored, key+".*")
 			default:
-				errs = append(errs, &Error{Key: key, Message: "unknown table" + suggest(key)})
-				skip = append(skip, key)
+				d.fail(key, "unknown table"+suggest(key))
 			}
 			continue
 		}
 		e := byKey[key]
-		if e == nil {
-			msg := "unknown key" + suggest(key)
-			if tableDir[key] {
-				msg = "is a table, not a value"
-			}
-			errs = append(errs, &Error{Key: key, Message: msg})
-			skip = append(skip, key)
-			continue
+		switch {
+		case e != nil:
+			d.apply(e, val)
+		case tableDir[key] || tcTables[key]:
+			d.fail(key, "is a table, not a value")
+		case tcKeys[key] || foreign(key):
+			d.ignored = append(d.ignored, key)
+		default:
+			d.fail(key, "unknown key"+suggest(key))
 		}
-		if key == keyCommonVT {
-			d, err := convert(e.kind, val, getenv)
-			if err != nil {
-				errs = append(errs, &Error{Key: key, Message: err.Error()})
-				continue
-			}
-			v := d.(time.Duration)
-			commonVT = &v
-			c.sources[key] = fromFileMark
-			continue
+	}
+}
+
+// foreign reports whether key lies in a section only tasker-core has (its nearest known
+// enclosing table is not one of ours): such keys are ignored, while unknown keys in our
+// sections are typos.
+func foreign(key string) bool {
+	for p := parentKey(key); p != ""; p = parentKey(p) {
+		if tableDir[p] {
+			return false
 		}
-		if key == keyJitterEnabled {
-			b, err := convert(e.kind, val, getenv)
-			if err != nil {
-				errs = append(errs, &Error{Key: key, Message: err.Error()})
-				continue
-			}
-			on := b.(bool)
-			jitterOn = &on
-			c.sources[key] = fromFileMark
-			continue
+		if tcTables[p] {
+			return true
 		}
-		if e.kind == kAPIKeys {
-			skip = append(skip, key) // its tables' fields are checked by toAPIKeys
-		}
-		if err := e.setValue(c, val, getenv); err != nil {
-			errs = append(errs, &Error{Key: key, Message: err.Error()})
-			continue
+	}
+	return false
+}
+
+func parentKey(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		return key[:i]
+	}
+	return ""
+}
+
+func (d *decoder) apply(e *entry, val any) {
+	key, c := e.Key, d.c
+	conv := func() (any, bool) {
+		v, err := convert(e.kind, val, d.getenv)
+		if err != nil {
+			d.fail(key, err.Error())
+			return nil, false
 		}
 		c.sources[key] = fromFileMark
+		return v, true
 	}
-	if commonVT != nil {
+	switch {
+	case e.fixed != nil:
+		if v, ok := conv(); ok && !reflect.DeepEqual(v, e.fixed) {
+			d.fail(key, fmt.Sprintf("%v is not supported: tasker-go uses %v", v, e.fixed))
+		}
+	case e.fallbackOf != "":
+		if v, ok := conv(); ok {
+			d.pending[e] = v
+		}
+	case key == keyCommonVT:
+		if v, ok := conv(); ok {
+			vt := v.(time.Duration)
+			d.commonVT = &vt
+		}
+	case key == keyJitterEnabled:
+		if v, ok := conv(); ok {
+			on := v.(bool)
+			d.jitterOn = &on
+		}
+	case key == keyPGMQURL:
+		if v, ok := conv(); ok {
+			d.pgmqURL = v.(string)
+		}
+	case key == keyWorkerID:
+		v, ok := conv()
+		if !ok {
+			return
+		}
+		if id := v.(string); !strings.HasPrefix(id, "worker_") && uuid.Validate(id) != nil {
+			// tasker-core's worker_id is a display name ("test-worker-001"); ours is the uuid
+			// recorded in transitions, so such a name keeps the generated id. A worker_ id
+			// that is not worker_<uuid> is left to Validate to reject.
+			delete(c.sources, key)
+			d.ignored = append(d.ignored, fmt.Sprintf("%s (%q is not worker_<uuid>: a new id is used)", key, v))
+			return
+		}
+		fieldOf(c, e.field).Set(reflect.ValueOf(v))
+	default:
+		if v, ok := conv(); ok {
+			fieldOf(c, e.field).Set(reflect.ValueOf(v))
+		}
+	}
+}
+
+// finish applies what depends on several keys: fallback keys whose primary key is not set, the
+// common visibility timeout, the jitter switch and the PGMQ database check.
+func (d *decoder) finish() {
+	c := d.c
+	for i := range table { // table order: the first fallback found wins
+		e := &table[i]
+		v, ok := d.pending[e]
+		if !ok {
+			continue
+		}
+		if _, set := c.sources[e.fallbackOf]; set || c.via[e.fallbackOf] != "" {
+			continue
+		}
+		fieldOf(c, e.field).Set(reflect.ValueOf(v))
+		c.via[e.fallbackOf] = e.Key
+	}
+	if d.commonVT != nil {
 		if _, set := c.sources[keyWorkerVT]; !set {
-			c.Worker.VisibilityTimeout = *commonVT
+			c.Worker.VisibilityTimeout = *d.commonVT
 			c.via[keyWorkerVT] = keyCommonVT
 		}
 		if _, set := c.sources[keyOrchVT]; !set {
-			c.Orchestration.VisibilityTimeout = *commonVT
+			c.Orchestration.VisibilityTimeout = *d.commonVT
 			c.via[keyOrchVT] = keyCommonVT
 		}
 	}
 	// jitter_enabled = false is the orchestrator's NoJitter, applied after the whole file so that
 	// the order of the two keys does not matter. An out-of-range jitter_max_percentage is kept
 	// for Validate to report.
-	if pct := c.Orchestration.Backoff.JitterPercent; jitterOn != nil && !*jitterOn && pct >= 0 && pct <= 1 {
+	if pct := c.Orchestration.Backoff.JitterPercent; d.jitterOn != nil && !*d.jitterOn && pct >= 0 && pct <= 1 {
 		c.Orchestration.Backoff.JitterPercent = orchestration.NoJitter
 	}
-	return errors.Join(errs...)
-}
-
-func lookupRaw(m map[string]any, k toml.Key) any {
-	var cur any = m
-	for _, part := range k {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = mm[part]
+	if u := strings.TrimSpace(d.pgmqURL); u != "" && u != c.Database.URL {
+		d.fail(keyPGMQURL, "a separate PGMQ database is not supported: tasker-go reads its queues from "+keyDatabaseURL)
 	}
-	return cur
-}
-
-func hasPrefixKey(key string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(key, p+".") {
-			return true
-		}
-	}
-	return false
 }
 
 // setValue converts raw (a TOML value, or a string from the environment) and stores it in the
@@ -206,6 +328,16 @@ func convert(k kind, raw any, getenv func(string) string) (any, error) {
 		return toDuration(raw, time.Millisecond, "milliseconds")
 	case kSeconds:
 		return toDuration(raw, time.Second, "seconds")
+	case kMinutes:
+		return toDuration(raw, time.Minute, "minutes")
+	case kHours:
+		return toDuration(raw, time.Hour, "hours")
+	case kNotBool:
+		b, err := convert(kBool, raw, nil)
+		if err != nil {
+			return nil, err
+		}
+		return !b.(bool), nil
 	case kSecondsList:
 		list, ok := raw.([]any)
 		if !ok {

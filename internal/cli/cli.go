@@ -162,6 +162,7 @@ func newRoot(prog string, env Env, extra []Command) *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(subcommands(env)...)
+	root.AddCommand(newConfigCmd(env))
 	for _, mk := range extra {
 		root.AddCommand(mk(env))
 	}
