@@ -156,7 +156,7 @@ func RunAllInOne(ctx context.Context, env Env, pool *pgxpool.Pool, log *slog.Log
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("web server on %s: %w", a.APIAddr, err)
 		}
-		fmt.Fprintf(env.Stdout, "==> orchestrator REST API at http://%s/v1/tasks (OpenAPI: http://%s%s; health: /health, metrics: /metrics)\n",
+		fmt.Fprintf(env.Stdout, "==> web console at http://%s/console/ ; REST API at http://%s/v1/tasks (OpenAPI: %s; health: /health, metrics: /metrics)\n",
 			srv.Addr(), srv.Addr(), api.OpenAPIPath)
 		defer shutdownWeb(srv)
 		go func() { <-runCtx.Done(); srv.BeginShutdown() }()

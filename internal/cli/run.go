@@ -17,6 +17,7 @@ import (
 
 	"github.com/tasker-go/tasker/api"
 	"github.com/tasker-go/tasker/config"
+	"github.com/tasker-go/tasker/console"
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/domainevents"
 	"github.com/tasker-go/tasker/orchestration"
@@ -29,16 +30,17 @@ import (
 // runFlags are the flags of the long-running commands (worker, orchestrator, dev). Flags win
 // over the environment, which wins over the TOML file, which wins over the defaults.
 type runFlags struct {
-	fs                                                          *pflag.FlagSet
-	configPath, dbURL, templates, namespaces, logLevel, webAddr string
-	concurrency                                                 int
-	noWeb                                                       bool
-	readiness, poll                                             time.Duration
+	fs                                                                     *pflag.FlagSet
+	configPath, configDir, dbURL, templates, namespaces, logLevel, webAddr string
+	concurrency                                                            int
+	noWeb                                                                  bool
+	readiness, poll                                                        time.Duration
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet, withWorker, withOrch bool) {
 	f.fs = fs
 	fs.StringVar(&f.configPath, "config", "", "TOML configuration file (default $TASKER_CONFIG_PATH)")
+	fs.StringVar(&f.configDir, "config-dir", "", "tasker-core configuration directory: base/*.toml, then environments/$TASKER_ENV/*.toml (default $TASKER_CONFIG_DIR)")
 	fs.StringVar(&f.dbURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	LogLevelVar(fs, &f.logLevel, "info")
 	fs.StringVar(&f.webAddr, "web-addr", "", "health/metrics HTTP address (default $TASKER_WEB_BIND_ADDRESS, 0.0.0.0:8081 for workers, 0.0.0.0:8080 for orchestrators)")
@@ -57,33 +59,34 @@ func (f *runFlags) register(fs *pflag.FlagSet, withWorker, withOrch bool) {
 // load reads the configuration with the flags the command line set applied last.
 func (f *runFlags) load(env Env) (config.Config, error) {
 	set := func(name string) bool { return f.fs != nil && f.fs.Changed(name) }
-	cfg, err := config.Load(config.Options{Path: f.configPath, Getenv: env.Getenv, Apply: func(c *config.Config) error {
-		if set("database-url") {
-			c.Database.URL = f.dbURL
-		}
-		if set("templates") {
-			c.TemplatePath = f.templates
-		}
-		if set("namespaces") {
-			c.Worker.Namespaces = splitComma(f.namespaces)
-		}
-		if set("concurrency") {
-			c.Worker.Concurrency = f.concurrency
-		}
-		if set("web-addr") {
-			c.WorkerWeb.BindAddress, c.OrchestrationWeb.BindAddress = f.webAddr, f.webAddr
-		}
-		if f.noWeb {
-			c.WorkerWeb.Enabled, c.OrchestrationWeb.Enabled = false, false
-		}
-		if set("readiness-interval") {
-			c.Orchestration.ReadinessInterval = f.readiness
-		}
-		if set("result-poll-interval") {
-			c.Orchestration.PollInterval = f.poll
-		}
-		return nil
-	}})
+	cfg, err := config.Load(config.Options{Path: f.configPath, Dir: f.configDir, Getenv: env.Getenv,
+		Logger: Logger(env, f.logLevel), Apply: func(c *config.Config) error {
+			if set("database-url") {
+				c.Database.URL = f.dbURL
+			}
+			if set("templates") {
+				c.TemplatePath = f.templates
+			}
+			if set("namespaces") {
+				c.Worker.Namespaces = splitComma(f.namespaces)
+			}
+			if set("concurrency") {
+				c.Worker.Concurrency = f.concurrency
+			}
+			if set("web-addr") {
+				c.WorkerWeb.BindAddress, c.OrchestrationWeb.BindAddress = f.webAddr, f.webAddr
+			}
+			if f.noWeb {
+				c.WorkerWeb.Enabled, c.OrchestrationWeb.Enabled = false, false
+			}
+			if set("readiness-interval") {
+				c.Orchestration.ReadinessInterval = f.readiness
+			}
+			if set("result-poll-interval") {
+				c.Orchestration.PollInterval = f.poll
+			}
+			return nil
+		}})
 	if err != nil {
 		return cfg, &ConfigError{err}
 	}
@@ -260,7 +263,7 @@ func orchestratorWeb(o *orchestration.Orchestrator, pool *pgxpool.Pool, addr str
 			web.ReadsCheck(o, 2*o.Config().DBTimeout+o.Config().PollInterval, nil)},
 		Collectors: []prometheus.Collector{web.ReadAgeCollector("tasker_orchestrator_queue_last_read_age_seconds", o), web.NewOrchestratorCollector(web.ForOrchestrator(o, pool, q))},
 		Templates:  web.DBTemplates{DB: pool},
-		Routes:     v1.Mount,
+		Routes:     console.Routes(v1.Mount),
 		Logger:     log,
 
 		// templates:read; handler initialization only for callers allowed worker:templates_read
