@@ -361,8 +361,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	consoleRun(t, phone, "phone viewport", chromedp.EmulateViewport(390, 844))
 	for _, page := range []string{"", "#/tasks", "#/tasks/" + done, "#/tasks/" + done + "/steps/" + doneSteps["merge"].String()} {
 		var ignored any
-		// Empty the page first, so that the wait below sees the new page, not the last one.
-		consoleEval(t, phone, fmt.Sprintf("document.getElementById('main').replaceChildren(), location.hash = %q, null", page), &ignored)
+		// Empty the page first, so that the wait below sees the new page, not the last one, and
+		// pass through another hash, so that a hashchange fires even when page is the current one.
+		consoleEval(t, phone, fmt.Sprintf("document.getElementById('main').replaceChildren(), location.hash = '#/phone-check', location.hash = %q, null", page), &ignored)
 		consoleWait(t, phone, "phone page "+page+" loaded", `document.querySelector('#main h1')`, 15*time.Second)
 		if strings.HasPrefix(page, "#/tasks/") && !strings.Contains(page, "steps") {
 			consoleRun(t, phone, "phone DAG", chromedp.WaitVisible(chromedp.CSS("#dag .node")))
