@@ -114,7 +114,6 @@ func consoleRun(t *testing.T, ctx context.Context, what string, actions ...chrom
 	}
 }
 
-
 // consoleNodes returns the DAG's nodes as step name → state.
 func consoleNodes(t *testing.T, ctx context.Context) map[string]string {
 	t.Helper()
