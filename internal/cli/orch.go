@@ -79,21 +79,12 @@ func newDevCmd(env Env) *cobra.Command {
 
 // runDev runs the orchestrator and a worker in one process (for development).
 func runDev(ctx context.Context, env Env, rf *runFlags) error {
-	cfg, err := rf.load(env)
+	p, err := startProcess(ctx, env, rf, "tasker-dev", func(c config.Config) int { return c.Worker.Concurrency + 16 })
 	if err != nil {
 		return err
 	}
-	log := Logger(env, rf.logLevel)
-	stopTracing, err := setupTracing(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
-	pool, err := OpenPool(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, cfg.Worker.Concurrency+16), dbSession(cfg, "tasker-dev"))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer p.stop()
+	cfg, log, pool := p.cfg, p.log, p.pool
 	aio := AllInOne{Worker: cfg.Worker, Templates: cfg.TemplatePath, Orchestration: cfg.Orchestration}
 	if cfg.OrchestrationWeb.Enabled {
 		aio.APIAddr, aio.APIAuth = cfg.OrchestrationWeb.BindAddress, cfg.OrchestrationAuth

@@ -158,23 +158,42 @@ func newWorkerCmd(env Env) *cobra.Command {
 	return cmd
 }
 
-func runWorker(ctx context.Context, env Env, rf *runFlags) error {
+// process is what a long-running command sets up first: its configuration, logger, tracing and
+// database pool.
+type process struct {
+	cfg  config.Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	stop func() // closes the pool, then flushes tracing
+}
+
+// startProcess loads the configuration, starts tracing and opens a pool named app of at least
+// minConns(cfg) connections (more when common.database.pool.max_connections asks for more).
+func startProcess(ctx context.Context, env Env, rf *runFlags, app string, minConns func(config.Config) int) (*process, error) {
 	cfg, err := rf.load(env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log := Logger(env, rf.logLevel)
 	stopTracing, err := setupTracing(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer stopTracing()
-	wc := cfg.Worker
-	pool, err := OpenPool(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, wc.Concurrency+4), dbSession(cfg, "tasker-worker"))
+	pool, err := OpenPool(ctx, cfg.Database.URL, max(cfg.Database.MaxConns, minConns(cfg)), dbSession(cfg, app))
+	if err != nil {
+		stopTracing()
+		return nil, err
+	}
+	return &process{cfg: cfg, log: log, pool: pool, stop: func() { pool.Close(); stopTracing() }}, nil
+}
+
+func runWorker(ctx context.Context, env Env, rf *runFlags) error {
+	p, err := startProcess(ctx, env, rf, "tasker-worker", func(c config.Config) int { return c.Worker.Concurrency + 4 })
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer p.stop()
+	cfg, log, pool, wc := p.cfg, p.log, p.pool, p.cfg.Worker
 	w, err := startWorker(ctx, env, wc, cfg.TemplatePath, pool, log)
 	if err != nil {
 		return err
@@ -212,16 +231,12 @@ func newOrchestratorCmd(env Env) *cobra.Command {
 }
 
 func runOrchestrator(ctx context.Context, env Env, rf *runFlags) error {
-	cfg, err := rf.load(env)
+	p, err := startProcess(ctx, env, rf, "tasker-orchestrator", func(config.Config) int { return 16 })
 	if err != nil {
 		return err
 	}
-	log := Logger(env, rf.logLevel)
-	pool, err := OpenPool(ctx, cfg.Database.URL, 16, dbSession(cfg, "tasker-orchestrator"))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer p.stop()
+	cfg, log, pool := p.cfg, p.log, p.pool
 	o, err := newOrchestrator(cfg.Orchestration, pool, log)
 	if err != nil {
 		return err
