@@ -95,7 +95,7 @@ var table = slices.Concat([]entry{
 	{Key: keyDatabaseURL, Env: "DATABASE_URL", field: "Database.URL", kind: kString, defaultDoc: "(required)",
 		Meaning: "PostgreSQL URL of the tasker schema and PGMQ. tasker-core's file writes `${DATABASE_URL:-…}`."},
 	{Key: keyMaxConns, Env: "TASKER_DB_MAX_CONNS", field: "Database.MaxConns", kind: kInt, defaultDoc: "max_concurrent_handlers + 4",
-		Meaning: "Database pool size (tasker-core default 25). 0 means max_concurrent_handlers + 4."},
+		Meaning: "Database pool size (tasker-core default 25). The pool has at least max_concurrent_handlers + 4 connections in a worker, + 16 in `tasker dev`, 16 in an orchestrator; a larger value here raises it."},
 	{Key: keyStatementTimeout, Env: "TASKER_DB_STATEMENT_TIMEOUT", field: "Database.StatementTimeout", kind: kMillis,
 		Meaning: "Server-side statement_timeout of every connection; 0 keeps the server's (ours; a URL parameter wins). Migrations lift it."},
 	{Key: keyLockTimeout, Env: "TASKER_DB_LOCK_TIMEOUT", field: "Database.LockTimeout", kind: kMillis,
