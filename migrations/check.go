@@ -94,6 +94,27 @@ func (s FunctionSignature) String() string { return "(" + s.Args + ") returns " 
 // table renders RETURNS TABLE columns the way pg_get_function_result does.
 func table(cols ...string) string { return "TABLE(" + strings.Join(cols, ", ") + ")" }
 
+// taskSummaryColumns are the result columns of get_task_summary and get_task_summaries (one row
+// per task, the same shape).
+var taskSummaryColumns = table(
+	"task_uuid uuid",
+	"named_task_uuid uuid",
+	"task_name text",
+	"task_version text",
+	"namespace_name text",
+	"task_status text",
+	"created_at timestamp with time zone",
+	"updated_at timestamp with time zone",
+	"completed_at timestamp with time zone",
+	"initiator text",
+	"source_system text",
+	"reason text",
+	"correlation_id uuid",
+	"template_configuration jsonb",
+	"step_summaries jsonb",
+	"execution_context jsonb",
+	"dlq_status jsonb")
+
 // FunctionSignatures are tasker-core's signatures (read from a database migrated by
 // tasker-core's migrations) of the functions in RequiredFunctions.
 var FunctionSignatures = map[string]FunctionSignature{
@@ -326,42 +347,8 @@ var FunctionSignatures = map[string]FunctionSignature{
 		"total_error_steps bigint",
 		"error_rate numeric",
 		"last_executed_at timestamp without time zone")},
-	"get_task_summary": {Args: "uuid", Result: table(
-		"task_uuid uuid",
-		"named_task_uuid uuid",
-		"task_name text",
-		"task_version text",
-		"namespace_name text",
-		"task_status text",
-		"created_at timestamp with time zone",
-		"updated_at timestamp with time zone",
-		"completed_at timestamp with time zone",
-		"initiator text",
-		"source_system text",
-		"reason text",
-		"correlation_id uuid",
-		"template_configuration jsonb",
-		"step_summaries jsonb",
-		"execution_context jsonb",
-		"dlq_status jsonb")},
-	"get_task_summaries": {Args: "uuid[]", Result: table(
-		"task_uuid uuid",
-		"named_task_uuid uuid",
-		"task_name text",
-		"task_version text",
-		"namespace_name text",
-		"task_status text",
-		"created_at timestamp with time zone",
-		"updated_at timestamp with time zone",
-		"completed_at timestamp with time zone",
-		"initiator text",
-		"source_system text",
-		"reason text",
-		"correlation_id uuid",
-		"template_configuration jsonb",
-		"step_summaries jsonb",
-		"execution_context jsonb",
-		"dlq_status jsonb")},
+	"get_task_summary":   {Args: "uuid", Result: taskSummaryColumns},
+	"get_task_summaries": {Args: "uuid[]", Result: taskSummaryColumns},
 }
 
 // RequiredIndexes are tasker indexes whose uniqueness tasker-go relies on for correctness
