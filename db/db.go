@@ -20,10 +20,17 @@ import (
 // idle inside a transaction for a minute (a process frozen or cut off mid-transaction) is ended
 // by the server, so its row locks do not block claims and recovery; every tasker-go
 // transaction is short.
+//
+// Every statement runs on its generic plan (plan_cache_mode=force_generic_plan): tasker-go's
+// statements look rows up by key, so the generic plan is the custom one, and PostgreSQL would
+// otherwise keep re-planning the large ones (the claim, the readiness read with its inlined
+// SQL functions) at every call: measured on a linear burst, planning took 12 ms per claim and
+// 3.4 ms per readiness read, a third of the server's time per step.
 var RuntimeParams = map[string]string{
 	"search_path":                         "tasker,public",
 	"TimeZone":                            "UTC",
 	"idle_in_transaction_session_timeout": "60000",
+	"plan_cache_mode":                     "force_generic_plan",
 }
 
 // Session says how a process's connections are dialled and what the server bounds for them.

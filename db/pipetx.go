@@ -21,6 +21,7 @@ type PipeTx struct {
 	pending  *pgx.Batch
 	ended    bool
 	onCommit []func(b *pgx.Batch) error
+	after    []func()
 }
 
 // ErrPipeTxEnded is returned by a PipeTx used after Commit or Rollback.
@@ -48,6 +49,10 @@ func (t *PipeTx) Pending() *pgx.Batch {
 // coalesce them: several transitions of one row in one statement, say). An error aborts the
 // commit and rolls the transaction back.
 func (t *PipeTx) OnCommit(fn func(b *pgx.Batch) error) { t.onCommit = append(t.onCommit, fn) }
+
+// AfterCommit registers fn to run once the transaction has committed (after its connection went
+// back to the pool); it does not run on rollback or a failed commit.
+func (t *PipeTx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
 
 // Flush sends the waiting statements (and BEGIN, if not sent yet) now.
 func (t *PipeTx) Flush(ctx context.Context) error {
@@ -166,6 +171,9 @@ func (t *PipeTx) Commit(ctx context.Context) error {
 	t.end()
 	if tag.String() == "ROLLBACK" { // COMMIT of a transaction that had failed
 		return pgx.ErrTxCommitRollback
+	}
+	for _, fn := range t.after {
+		fn()
 	}
 	return nil
 }

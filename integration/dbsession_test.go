@@ -26,13 +26,13 @@ func TestSessionTuning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	var app, stmt, lock string
+	var app, stmt, lock, plans string
 	if err := pool.QueryRow(ctx, `SELECT current_setting('application_name'), current_setting('statement_timeout'),
-		current_setting('lock_timeout')`).Scan(&app, &stmt, &lock); err != nil {
+		current_setting('lock_timeout'), current_setting('plan_cache_mode')`).Scan(&app, &stmt, &lock, &plans); err != nil {
 		t.Fatal(err)
 	}
-	if app != "tasker-worker" || stmt != "7s" || lock != "3s" {
-		t.Errorf("application_name %q statement_timeout %q lock_timeout %q; want tasker-worker 7s 3s", app, stmt, lock)
+	if app != "tasker-worker" || stmt != "7s" || lock != "3s" || plans != "force_generic_plan" {
+		t.Errorf("application_name %q statement_timeout %q lock_timeout %q plan_cache_mode %q; want tasker-worker 7s 3s force_generic_plan", app, stmt, lock, plans)
 	}
 	// The server keeps alive and times out its side of the connection the same way.
 	var srvIdle, srvUser string

@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-go/tasker/db"
 	"github.com/tasker-go/tasker/integration/testdb"
 	"github.com/tasker-go/tasker/migrations"
+	"github.com/tasker-go/tasker/state"
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -605,6 +607,19 @@ func TestMigrationsTransitiveDependenciesDiamond(t *testing.T) {
 	}
 	if n := mustScalar[int64](t, pool, `SELECT count(*) FROM tasker.get_step_transitive_dependencies($1)`, f.steps["A"]); n != 0 {
 		t.Errorf("root has %d dependencies, want 0", n)
+	}
+	// The worker's own ancestry read (the function written out) finds the same results by name.
+	got, err := state.DependencyResults(migCtx(t), pool, uuid.MustParse(f.steps["D"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Errorf("DependencyResults of D = %v, want A, B and C", got)
+	}
+	for _, d := range deps {
+		if _, ok := got[d.name]; !ok {
+			t.Errorf("DependencyResults of D has no %s; the function lists it", d.name)
+		}
 	}
 
 	var parents, children []string

@@ -73,18 +73,48 @@ type readyStep struct {
 	Head     state.StepHead
 }
 
-// loadStepStates reads every step of the task from get_step_readiness_status with its head: what
-// advance decides on (executionStatus) and the steps it dispatches.
+// stepStatesSQL is get_step_readiness_status's current_state and ready_for_execution for every
+// step of task $1, with the step's head, written out for this one use: a step without
+// transitions is pending; it is ready when pending or waiting_for_retry, neither processed nor in
+// process, every parent complete or resolved_manually, allowed another attempt (none yet, or
+// retryable with attempts below max_attempts; defaults true and 3) and past its retry time (the
+// orchestrator's backoff from last_attempted_at, else 2^attempts seconds, at most 60, from its
+// last error). The function computes every column for every step; this reads the parents'
+// heads and the last error only where a step could be ready. Every lookup of a transition is a
+// correlated subquery the planner cannot turn into a join, so the statement's one generic plan
+// (db.RuntimeParams), even one made while the tables were small, reads by index: a join's plan
+// made then hashed all most_recent transitions at every call as the tables grew.
+const stepStatesSQL = `
+SELECT ws.workflow_step_uuid, COALESCE(ws.inputs->>'__template_step_name', ns.name::text),
+       COALESCE(h.to_state, 'pending'), h.workflow_step_transition_uuid, COALESCE(h.sort_key, 0),
+       COALESCE(h.to_state, 'pending') IN ('pending', 'waiting_for_retry')
+       AND ws.processed IS NOT TRUE AND ws.in_process IS NOT TRUE
+       AND (COALESCE(ws.attempts, 0) = 0
+            OR (COALESCE(ws.retryable, true) AND COALESCE(ws.attempts, 0) < COALESCE(ws.max_attempts, 3)))
+       AND NOT EXISTS (SELECT 1
+                         FROM tasker.workflow_step_edges e
+                        WHERE e.to_step_uuid = ws.workflow_step_uuid
+                          AND COALESCE((SELECT p.to_state FROM tasker.workflow_step_transitions p
+                                         WHERE p.workflow_step_uuid = e.from_step_uuid AND p.most_recent), 'pending')
+                              NOT IN ('complete', 'resolved_manually'))
+       AND COALESCE(
+             CASE WHEN ws.backoff_request_seconds IS NOT NULL AND ws.last_attempted_at IS NOT NULL
+                  THEN ws.last_attempted_at + make_interval(secs => ws.backoff_request_seconds)
+                  ELSE (SELECT max(f.created_at) FROM tasker.workflow_step_transitions f
+                         WHERE f.workflow_step_uuid = ws.workflow_step_uuid AND f.to_state = 'error')
+                       + make_interval(secs => LEAST(power(2.0, COALESCE(ws.attempts, 1)), 60)::double precision)
+             END <= now(), true)
+  FROM tasker.workflow_steps ws
+  JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
+  LEFT JOIN LATERAL (SELECT * FROM tasker.workflow_step_transitions
+                      WHERE workflow_step_uuid = ws.workflow_step_uuid AND most_recent OFFSET 0) h ON true
+ WHERE ws.task_uuid = $1
+ ORDER BY ws.workflow_step_uuid`
+
+// loadStepStates reads every step of the task with its readiness and head (stepStatesSQL):
+// what advance decides on (executionStatus) and the steps it dispatches.
 func loadStepStates(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]readyStep, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT r.workflow_step_uuid, r.name, r.current_state, r.ready_for_execution,
-		       h.workflow_step_transition_uuid, COALESCE(h.sort_key, 0)
-		  FROM tasker.get_step_readiness_status($1) r
-		  LEFT JOIN LATERAL (SELECT workflow_step_transition_uuid, sort_key
-		                       FROM tasker.workflow_step_transitions
-		                      WHERE workflow_step_uuid = r.workflow_step_uuid AND most_recent
-		                      ORDER BY sort_key DESC LIMIT 1) h ON true
-		 ORDER BY r.workflow_step_uuid`, taskUUID)
+	rows, err := tx.Query(ctx, stepStatesSQL, taskUUID)
 	if err != nil {
 		return nil, fmt.Errorf("orchestration: step readiness of %s: %w", taskUUID, err)
 	}
@@ -94,7 +124,7 @@ func loadStepStates(ctx context.Context, tx pgx.Tx, taskUUID uuid.UUID) ([]ready
 			st string
 			id uuid.NullUUID
 		)
-		err := r.Scan(&s.StepUUID, &s.Name, &st, &s.Ready, &id, &s.Head.SortKey)
+		err := r.Scan(&s.StepUUID, &s.Name, &st, &id, &s.Head.SortKey, &s.Ready)
 		s.State = state.StepState(st)
 		s.Head.StepUUID, s.Head.TransitionUUID, s.Head.State = s.StepUUID, id.UUID, s.State
 		return s, err
@@ -319,7 +349,7 @@ func (o *Orchestrator) moveTask(tx *db.PipeTx, task *taskRow, ev state.TaskEvent
 // enqueueReadySteps dispatches the steps get_step_readiness_status reported ready (read by the
 // caller in this transaction): waiting_for_retry → pending (Retry), pending →
 // enqueued (Enqueue; the readiness read under the task lock is the dependency check), then the
-// three-uuid message to worker_<namespace>_queue with pgmq_send_with_notify. All of it is queued
+// three-uuid message to worker_<namespace>_queue (notified once tx commits). All of it is queued
 // on tx, so the transitions and the messages commit together: a worker can never read a message
 // for a step that is not yet enqueued, and a rolled-back enqueue leaves no message behind. Each
 // transition is fenced on the head the readiness read returned; a step moved meanwhile aborts
@@ -356,18 +386,31 @@ func (o *Orchestrator) enqueueReadySteps(ctx context.Context, tx *db.PipeTx, tas
 			}
 			return nil, err
 		}
-		if err := o.queue.QueueSendWithNotify(b, q, protocol.StepMessage{
+		if err := o.queue.QueueSend(b, q, protocol.StepMessage{
 			TaskUUID: task.TaskUUID, StepUUID: s.StepUUID, CorrelationID: task.CorrelationID,
-		}, 0, nil); err != nil {
+		}, 0, nil, &task.notices); err != nil {
 			return nil, fmt.Errorf("orchestration: dispatch step %s: %w", s.StepUUID, err)
 		}
 		ids = append(ids, s.StepUUID)
 	}
 	if len(ids) > 0 {
 		log.Debug("steps enqueued", "queue", q, "count", len(ids))
+		if len(task.dispatched) == 0 {
+			tx.AfterCommit(func() { o.notify(&task.notices, log) })
+		}
 	}
 	task.dispatched = append(task.dispatched, ids...)
 	return ids, nil
+}
+
+// notify sends the notifications of the step messages a committed transaction sent (see
+// queue.Notices). A failure is logged: the workers' polling finds the messages.
+func (o *Orchestrator) notify(n *queue.Notices, log *slog.Logger) {
+	ctx, cancel := o.dbCtx(context.Background())
+	defer cancel()
+	if err := o.queue.Notify(ctx, o.pool, n); err != nil {
+		log.Warn("step messages sent without their notification; workers will poll for them", "error", err)
+	}
 }
 
 // skipRejected reports a refused step transition that left the transaction usable (an invalid

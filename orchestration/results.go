@@ -82,9 +82,8 @@ func (o *Orchestrator) processResultMessage(ctx context.Context, msg queue.Messa
 	sl := state.QueueLockStep(b, sm.StepUUID)
 	taken := true
 	if hinted {
-		b.Queue(`SELECT count(*) > 0 FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)`,
-			queue.StepResultsQueue, msg.ID, int(o.cfg.VisibilityTimeout/time.Second)).Fn = func(br pgx.BatchResults) error {
-			return br.QueryRow().Scan(&taken)
+		if err := o.queue.QueueTake(b, queue.StepResultsQueue, msg.ID, int(o.cfg.VisibilityTimeout/time.Second), &taken); err != nil {
+			return "", err
 		}
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

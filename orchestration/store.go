@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-go/tasker/db"
+	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 	"github.com/tasker-go/tasker/template"
 )
@@ -36,6 +37,7 @@ type taskRow struct {
 	hooked   bool // moveTask registered the hook that writes hops
 
 	dispatched []uuid.UUID    // steps enqueued in this transaction
+	notices    queue.Notices  // their messages' notifications, sent once the transaction commits
 	expanded   map[string]int // decision/batch outcomes applied in this transaction, by kind (metrics)
 }
 

@@ -142,8 +142,8 @@ func (c *Client) Send(ctx context.Context, q DBTX, queue string, body any, delay
 	return id, nil
 }
 
-// SendWithNotify enqueues body through tasker.pgmq_send_with_notify, which also notifies
-// NotifyChannel(NamespaceOfQueue(queue)) and GlobalNotifyChannel. Inside a transaction the
+// SendWithNotify enqueues body and notifies NotifyChannel(NamespaceOfQueue(queue)) and
+// GlobalNotifyChannel as tasker.pgmq_send_with_notify does. Inside a transaction the
 // notifications are delivered at commit, together with the message becoming readable.
 func (c *Client) SendWithNotify(ctx context.Context, q DBTX, queue string, body any, delaySeconds int) (int64, error) {
 	raw, err := prepareSend(queue, body, delaySeconds)
@@ -151,8 +151,8 @@ func (c *Client) SendWithNotify(ctx context.Context, q DBTX, queue string, body 
 		return 0, err
 	}
 	var id int64
-	err = c.on(q).QueryRow(ctx, "SELECT tasker.pgmq_send_with_notify($1::text, $2::jsonb, $3::integer)",
-		queue, raw, delaySeconds).Scan(&id)
+	ns := NamespaceOfQueue(queue)
+	err = c.on(q).QueryRow(ctx, statementsFor(queue).sendNotify, raw, delaySeconds, queue, NotifyChannel(ns), ns).Scan(&id, nil, nil)
 	if err != nil {
 		return 0, opErr("send with notify", queue, err)
 	}
@@ -196,8 +196,7 @@ func (c *Client) Read(ctx context.Context, queue string, vtSeconds, qty int) ([]
 	if err := ValidateName(queue); err != nil {
 		return nil, err
 	}
-	msgs, err := queryMessages(ctx, c.db,
-		"SELECT "+messageColumns+" FROM pgmq.read($1::text, $2::integer, $3::integer)", queue, vtSeconds, qty)
+	msgs, err := queryMessages(ctx, c.db, statementsFor(queue).read, vtSeconds, qty)
 	if err != nil {
 		return nil, opErr("read", queue, err)
 	}
@@ -276,8 +275,8 @@ func (c *Client) DeleteTx(ctx context.Context, tx DBTX, queue string, msgID int6
 	if err := ValidateName(queue); err != nil {
 		return false, err
 	}
-	ok, err := pgmq.Delete(ctx, c.on(tx), queue, msgID)
-	if err != nil {
+	var ok bool
+	if err := c.on(tx).QueryRow(ctx, statementsFor(queue).del, msgID).Scan(&ok); err != nil {
 		return false, opErr("delete", queue, err)
 	}
 	return ok, nil
@@ -307,8 +306,8 @@ func (c *Client) ArchiveTx(ctx context.Context, tx DBTX, queue string, msgID int
 	if err := ValidateName(queue); err != nil {
 		return false, err
 	}
-	ok, err := pgmq.Archive(ctx, c.on(tx), queue, msgID)
-	if err != nil {
+	var ok bool
+	if err := c.on(tx).QueryRow(ctx, statementsFor(queue).archive, msgID).Scan(&ok); err != nil {
 		return false, opErr("archive", queue, err)
 	}
 	return ok, nil

@@ -199,7 +199,8 @@ func SaveCheckpoint(ctx context.Context, q BatchSender, head StepHead, record []
 // Invariant kept (as state.QueueStepTransition, per step): a completion whose head is still the
 // step's most_recent transition locks the step row, retires the head, inserts the next head with
 // the result in its metadata (the audit trigger fires), sets in_process = false and results,
-// sends the result to orchestration with its notification and deletes the consumed message —
+// sends the result to orchestration (the caller notifies it once committed: queue.Notices) and
+// deletes the consumed message —
 // all of it or, if the statement fails, none of it for any step. A completion whose head was
 // superseded (its claim was recovered) writes nothing and leaves its message alone; it does not
 // affect the others. Step rows are locked in uuid order before their heads are touched, so
@@ -235,12 +236,12 @@ flags AS (
      WHERE ws.workflow_step_uuid = r.step_uuid
     RETURNING 1),
 sent AS (
-    SELECT tasker.pgmq_send_with_notify($11::text, result_msg::jsonb, 0) FROM retired),
+    SELECT pgmq.send($11::text, result_msg::jsonb, 0) AS msg_id FROM retired),
 deleted AS (
     SELECT d FROM (SELECT queue_name, array_agg(msg_id) AS ids FROM retired GROUP BY queue_name) g,
                   LATERAL pgmq.delete(g.queue_name, g.ids) AS d)
-SELECT i.tr_uuid, head.created_at,  -- the counts make flags, sent and deleted run
-       (SELECT count(*) FROM flags) + (SELECT count(*) FROM sent) + (SELECT count(*) FROM deleted)
+SELECT i.tr_uuid, head.created_at,  -- the count makes flags and deleted run
+       (SELECT count(*) FROM flags) + (SELECT count(*) FROM deleted), (SELECT array_agg(msg_id) FROM sent)
   FROM i LEFT JOIN head ON head.workflow_step_transition_uuid = i.tr_uuid`
 
 // GroupCompletion is one completion of a group written by CompleteGroup.
@@ -263,7 +264,7 @@ type GroupCompletion struct {
 // resultsQueue (see groupCompletionSQL for the invariant). applied[i] is false for a completion
 // whose head was no longer most_recent: nothing was written for it, and its message is left. When
 // err is set nothing was written for any of them.
-func CompleteGroup(ctx context.Context, q Lister, completions []GroupCompletion, resultsQueue string) (applied []bool, err error) {
+func CompleteGroup(ctx context.Context, q Lister, completions []GroupCompletion, resultsQueue string) (applied []bool, sent []int64, err error) {
 	n := len(completions)
 	steps, heads, trs := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	toStates, metas, sortKeys := make([]string, n), make([]string, n), make([]int32, n)
@@ -282,23 +283,30 @@ func CompleteGroup(ctx context.Context, q Lister, completions []GroupCompletion,
 	rows, err := q.Query(ctx, groupCompletionSQL, steps, heads, trs, toStates, metas, sortKeys,
 		results, queues, msgIDs, msgs, resultsQueue)
 	if err != nil {
-		return nil, fmt.Errorf("state: complete %d steps: %w", n, err)
+		return nil, nil, fmt.Errorf("state: complete %d steps: %w", n, err)
 	}
 	applied = make([]bool, n)
 	var (
 		id      uuid.UUID
 		created *time.Time
 		writes  int64
+		ids     []int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &created, &writes}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &created, &writes, &ids}, func() error {
 		if i, ok := index[id]; ok && created != nil {
 			applied[i] = true
 			completions[i].Transition.CreatedAt = *created
 		}
+		sent = ids
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("state: complete %d steps: %w", n, err)
+		return nil, nil, fmt.Errorf("state: complete %d steps: %w", n, err)
 	}
-	return applied, nil
+	return applied, sent, nil
 }
+
+// TransitionExistsSQL is a boolean SQL expression of one parameter, $3: whether the step
+// transition with that uuid exists. A statement later in the claim's batch gates on it to act
+// only when the claim happened (queue.Client.QueueTakeIf).
+const TransitionExistsSQL = `EXISTS (SELECT 1 FROM tasker.workflow_step_transitions WHERE workflow_step_transition_uuid = $3::uuid)`

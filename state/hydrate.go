@@ -155,19 +155,34 @@ func DependencyResults(ctx context.Context, q Lister, stepUUID uuid.UUID) (map[s
 }
 
 // dependencyResultsQuery reads the finished ancestors of each of steps, by the step's index in
-// steps, nearest first. One step has a query of its own: PostgreSQL plans the array form anew
-// at every call (0.4 ms here), since its generic plan, unaware of the array's length, looks
-// costlier than a custom one.
+// steps, nearest first: tasker.get_step_transitive_dependencies (up to 50 generations, an
+// ancestor reached by two paths listed twice) for all of them in one statement. Written out
+// rather than called per step: a recursive SQL function is not inlined, so PostgreSQL plans
+// its body again at every call, for every step (the largest share of the server's CPU in a
+// burst, sampled from pg_stat_activity). Each lookup is a LATERAL subquery the planner cannot
+// flatten (OFFSET 0): the statement's one generic plan (db.RuntimeParams) then follows the
+// edge and step indexes whatever the tables' size, where the plain joins' generic plan hashed
+// whole tables (it overestimates a recursive CTE's rows).
 func dependencyResultsQuery(steps []uuid.UUID) (sql string, arg any) {
-	if len(steps) == 1 {
-		return `SELECT 0, step_name, results FROM tasker.get_step_transitive_dependencies($1)
-		 WHERE processed AND results IS NOT NULL ORDER BY distance, workflow_step_uuid`, steps[0]
-	}
-	return `SELECT i.ord - 1, d.step_name, d.results
-	  FROM unnest($1::uuid[]) WITH ORDINALITY AS i(step_uuid, ord),
-	       LATERAL tasker.get_step_transitive_dependencies(i.step_uuid) d
-	 WHERE d.processed AND d.results IS NOT NULL
-	 ORDER BY i.ord, d.distance, d.workflow_step_uuid`, steps
+	return `WITH RECURSIVE ancestry (ord, step_uuid, distance) AS (
+	    SELECT i.ord, p.from_step_uuid, 1
+	      FROM unnest($1::uuid[]) WITH ORDINALITY AS i(step_uuid, ord)
+	     CROSS JOIN LATERAL (SELECT e.from_step_uuid FROM tasker.workflow_step_edges e
+	                          WHERE e.to_step_uuid = i.step_uuid OFFSET 0) p
+	    UNION ALL
+	    SELECT a.ord, p.from_step_uuid, a.distance + 1
+	      FROM ancestry a
+	     CROSS JOIN LATERAL (SELECT e.from_step_uuid FROM tasker.workflow_step_edges e
+	                          WHERE e.to_step_uuid = a.step_uuid OFFSET 0) p
+	     WHERE a.distance < 50)
+	SELECT a.ord - 1, s.name, s.results
+	  FROM ancestry a
+	 CROSS JOIN LATERAL (SELECT ns.name::text AS name, ws.results, ws.workflow_step_uuid
+	                       FROM tasker.workflow_steps ws
+	                       JOIN tasker.named_steps ns ON ns.named_step_uuid = ws.named_step_uuid
+	                      WHERE ws.workflow_step_uuid = a.step_uuid AND ws.processed AND ws.results IS NOT NULL
+	                     OFFSET 0) s
+	 ORDER BY a.ord, a.distance, s.workflow_step_uuid`, steps
 }
 
 // scanDependencyResults reads dependencyResultsQuery's rows for n steps: deps[i] are step i's results by

@@ -196,23 +196,20 @@ func (w *Worker) claimFast(ctx context.Context, q string, msgs []claimMsg, hinte
 	}
 	deps := state.QueueDependencyResults(b, steps)
 	trs := cl.Transitions
+	var hintHeaders []byte
 	if hinted {
 		// Gated on the claim's own transition row: set_vt runs only when the claim happened.
-		m := &msgs[0]
-		b.Queue(`SELECT headers FROM pgmq.set_vt($1::text, $2::bigint, $3::integer)
-		          WHERE EXISTS (SELECT 1 FROM tasker.workflow_step_transitions WHERE workflow_step_transition_uuid = $4)`,
-			q, m.msg.ID, int(w.cfg.VisibilityTimeout/time.Second), trs[0].UUID).Fn = func(br pgx.BatchResults) error {
-			var headers []byte
-			err := br.QueryRow().Scan(&headers)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil // not claimed, or the message is gone (its completion's delete finds nothing)
-			}
-			m.msg.Headers = state.RawOrNil(headers)
-			return err
+		// Not taken: not claimed, or the message is gone (its completion's delete finds nothing).
+		if err := w.queue.QueueTakeIf(b, q, msgs[0].msg.ID, int(w.cfg.VisibilityTimeout/time.Second),
+			state.TransitionExistsSQL, trs[0].UUID, nil, &hintHeaders); err != nil {
+			return nil, err
 		}
 	}
 	if err := w.pool.SendBatch(dbctx, b).Close(); err != nil {
 		return nil, err
+	}
+	if hinted {
+		msgs[0].msg.Headers = state.RawOrNil(hintHeaders)
 	}
 	out := make([]fastClaim, n)
 	for i, m := range msgs {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tasker-go/tasker/handlers"
 	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 )
 
@@ -32,7 +33,8 @@ func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, ms
 		head = tr.Head()
 	}
 	b := &pgx.Batch{}
-	if err := w.queueResult(b, head, row.Seq, res); err != nil {
+	var notes queue.Notices
+	if err := w.queueResult(b, head, row.Seq, res, &notes); err != nil {
 		return err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -41,13 +43,27 @@ func (w *Worker) failWithoutRunning(ctx context.Context, tx pgx.Tx, q string, ms
 	if err := w.archiveTx(ctx, tx, q, msgID, reason, res.Error.Message); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	w.notify(ctx, &notes)
+	return nil
+}
+
+// notify sends the notifications of result messages a committed transaction sent (see
+// queue.Notices). A failure is logged: the orchestrator's polling finds the messages.
+func (w *Worker) notify(ctx context.Context, n *queue.Notices) {
+	dbctx, cancel := w.dbCtx(ctx)
+	defer cancel()
+	if err := w.queue.Notify(dbctx, w.pool, n); err != nil {
+		w.log.Warn("step results sent without their notification; the orchestrator will poll for them", "error", err)
+	}
 }
 
 // queueResult queues the heart of completion on b: the transition from head (the claim) to
 // enqueued(_as_error)_for_orchestration with the result in metadata and workflow_steps.results,
-// and the message to orchestration_step_results.
-func (w *Worker) queueResult(b *pgx.Batch, head state.StepHead, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult) error {
+// and the message to orchestration_step_results, whose notification notes holds back.
+func (w *Worker) queueResult(b *pgx.Batch, head state.StepHead, seq protocol.TaskSequenceStep, res protocol.StepExecutionResult, notes *queue.Notices) error {
 	ev, opts, err := w.resultEvent(seq, res)
 	if err != nil {
 		return err
@@ -56,9 +72,9 @@ func (w *Worker) queueResult(b *pgx.Batch, head state.StepHead, seq protocol.Tas
 		return err
 	}
 	task := seq.Task.Task
-	if err := w.queue.QueueSendWithNotify(b, w.resultsQueue, protocol.StepMessage{
+	if err := w.queue.QueueSend(b, w.resultsQueue, protocol.StepMessage{
 		TaskUUID: task.TaskUUID, StepUUID: res.StepUUID, CorrelationID: task.CorrelationID,
-	}, 0, nil); err != nil {
+	}, 0, nil, notes); err != nil {
 		return fmt.Errorf("notify orchestration: %w", err)
 	}
 	return nil
@@ -129,7 +145,8 @@ func declaresEvents(raw json.RawMessage) bool {
 // sent outside a transaction commits as a whole.
 func (w *Worker) completeAlone(ctx context.Context, c *claim, res protocol.StepExecutionResult, reason string) error {
 	b := &pgx.Batch{}
-	if err := w.queueResult(b, c.head, c.seq, res); err != nil {
+	var notes queue.Notices
+	if err := w.queueResult(b, c.head, c.seq, res, &notes); err != nil {
 		return err
 	}
 	if reason == "" {
@@ -141,9 +158,13 @@ func (w *Worker) completeAlone(ctx context.Context, c *claim, res protocol.StepE
 	if reason == "" && !durable {
 		dbctx, cancel := w.dbCtx(ctx)
 		defer cancel()
-		return fenced(w.pool.SendBatch(dbctx, b).Close())
+		if err := w.pool.SendBatch(dbctx, b).Close(); err != nil {
+			return fenced(err)
+		}
+		w.notify(ctx, &notes)
+		return nil
 	}
-	return w.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err := w.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fenced(err)
 		}
@@ -157,6 +178,10 @@ func (w *Worker) completeAlone(ctx context.Context, c *claim, res protocol.StepE
 		}
 		return nil
 	})
+	if err == nil {
+		w.notify(ctx, &notes)
+	}
+	return err
 }
 
 // fenced turns a lost fence (the claim's head was superseded) into errLateCompletion.

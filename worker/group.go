@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tasker-go/tasker/protocol"
+	"github.com/tasker-go/tasker/queue"
 	"github.com/tasker-go/tasker/state"
 )
 
@@ -129,7 +130,7 @@ func (w *Worker) flushCompletions(group []*pendingCompletion) {
 	}
 	ctx, cancel := w.dbCtx(context.Background())
 	defer cancel()
-	applied, err := state.CompleteGroup(ctx, w.pool, items, w.resultsQueue)
+	applied, sent, err := state.CompleteGroup(ctx, w.pool, items, w.resultsQueue)
 	if err != nil {
 		w.metrics.groupsSplit.Add(1)
 		w.log.Warn("grouped completion failed; writing each completion alone", "completions", n, "error", err)
@@ -140,6 +141,11 @@ func (w *Worker) flushCompletions(group []*pendingCompletion) {
 	}
 	w.metrics.completionGroups.Add(1)
 	w.metrics.groupedCompletions.Add(int64(n))
+	var notes queue.Notices
+	for _, id := range sent {
+		notes.AddSent(w.resultsQueue, id)
+	}
+	w.notify(ctx, &notes)
 	for i, p := range group {
 		if applied[i] {
 			p.done <- nil
