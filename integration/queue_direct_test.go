@@ -138,4 +138,38 @@ func TestQueueDirectStatementsMatchFunctions(t *testing.T) {
 	if ok, err := e.client.Delete(e.ctx, "missing_queue", 1); ok || err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("delete on a missing queue = %v, %v", ok, err)
 	}
+
+	// A read on a pool commits asynchronously; the setting ends with its own transaction.
+	cfg, err := db.Config(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	one, err := db.ConnectConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	var before string
+	if _, err := one.Exec(e.ctx, "SET synchronous_commit = remote_write"); err != nil {
+		t.Fatal(err)
+	}
+	if err := one.QueryRow(e.ctx, "SHOW synchronous_commit").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	c1 := queue.NewClient(one)
+	q2 := queue.WorkerQueue("direct_read")
+	if err := c1.EnsureQueue(e.ctx, q2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c1.Send(e.ctx, nil, q2, json.RawMessage(`{"a":3}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := c1.Read(e.ctx, q2, 30, 5); err != nil || len(msgs) != 1 || string(msgs[0].Body) != `{"a": 3}` || msgs[0].ReadCount != 1 {
+		t.Fatalf("read on a one-connection pool: %d messages, %v", len(msgs), err)
+	}
+	var sc string
+	if err := one.QueryRow(e.ctx, "SHOW synchronous_commit").Scan(&sc); err != nil || sc != before {
+		t.Errorf("synchronous_commit after a read = %q (%v), want the session's %q", sc, err, before)
+	}
 }

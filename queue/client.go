@@ -14,6 +14,7 @@ import (
 	pgmq "github.com/craigpastro/pgmq-go"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // DBTX is what the client runs statements on: *pgxpool.Pool, *pgxpool.Conn, *pgx.Conn or a
@@ -196,7 +197,11 @@ func (c *Client) Read(ctx context.Context, queue string, vtSeconds, qty int) ([]
 	if err := ValidateName(queue); err != nil {
 		return nil, err
 	}
-	msgs, err := queryMessages(ctx, c.db, statementsFor(queue).read, vtSeconds, qty)
+	sql := statementsFor(queue).readTx
+	if _, ok := c.db.(*pgxpool.Pool); ok {
+		sql = statementsFor(queue).read
+	}
+	msgs, err := queryMessages(ctx, c.db, sql, vtSeconds, qty)
 	if err != nil {
 		return nil, opErr("read", queue, err)
 	}

@@ -25,7 +25,8 @@ type queueStatements struct {
 	sendNotify string // $1 message, $2 delay seconds, $3 queue name, $4 namespace channel, $5 namespace
 	send       string // $1 message, $2 delay seconds
 	notify     string // $1 msg_ids, $2 their delays, then as sendNotify
-	read       string // $1 vt seconds, $2 qty
+	read       string // $1 vt seconds, $2 qty; in a transaction of its own
+	readTx     string // read, in the caller's transaction
 	del        string // $1 msg_id
 	archive    string // $1 msg_id
 }
@@ -69,7 +70,17 @@ func statementsFor(queue string) *queueStatements {
 		       VALUES (clock_timestamp() + make_interval(secs => $2::integer), $1::jsonb) RETURNING msg_id`,
 		notify: notifySQL(q),
 		// pgmq.read: the oldest visible messages, skipping those another reader has locked.
-		read: `WITH c AS (SELECT msg_id FROM ` + q + ` WHERE vt <= clock_timestamp()
+		// Run on a pool, the read commits without waiting for its WAL flush (set_config local to
+		// its own transaction): a read lost in a crash only makes its messages visible again
+		// before their visibility timeout, as a consumer's crash does, and any later durable
+		// commit flushes it. On a connection or transaction of the caller's, readTx.
+		read: `WITH s AS (SELECT set_config('synchronous_commit', 'off', true)),
+		       c AS (SELECT t.msg_id FROM ` + q + ` t, s WHERE t.vt <= clock_timestamp()
+		                 ORDER BY t.msg_id LIMIT $2::integer FOR UPDATE OF t SKIP LOCKED)
+		       UPDATE ` + q + ` m SET vt = clock_timestamp() + make_interval(secs => $1::integer), read_ct = m.read_ct + 1
+		         FROM c WHERE m.msg_id = c.msg_id
+		       RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message, m.headers`,
+		readTx: `WITH c AS (SELECT msg_id FROM ` + q + ` WHERE vt <= clock_timestamp()
 		                 ORDER BY msg_id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
 		       UPDATE ` + q + ` m SET vt = clock_timestamp() + make_interval(secs => $1::integer), read_ct = m.read_ct + 1
 		         FROM c WHERE m.msg_id = c.msg_id

@@ -188,8 +188,12 @@ func (w *Worker) claimFast(ctx context.Context, q string, msgs []claimMsg, hinte
 	for i, m := range msgs {
 		refs[i], steps[i] = state.StepRef{StepUUID: m.sm.StepUUID, TaskUUID: m.sm.TaskUUID}, m.sm.StepUUID
 	}
-	// Only steps of the queue's own namespace; the slow path archives any other.
+	// The claim commits without waiting for its WAL flush: lost in a crash, the step is back in
+	// enqueued with its message (whose read is lost too) and runs again, as after a worker's
+	// crash; the completion's durable commit flushes the claim before it.
 	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	// Only steps of the queue's own namespace; the slow path archives any other.
 	cl, err := state.QueueClaim(b, refs, state.TransitionOptions{TaskNamespace: queue.NamespaceOfQueue(q)})
 	if err != nil {
 		return nil, err
