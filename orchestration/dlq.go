@@ -84,12 +84,56 @@ type StaleTask struct {
 	Action string
 }
 
-const staleTasksSQL = `SELECT task_uuid, namespace_name, task_name, current_state,
-       floor(time_in_state_minutes)::integer, threshold_minutes
-  FROM tasker.get_stale_tasks_for_dlq($1, $2, $3, $4, $5)`
+// staleTasksSQL returns what tasker.get_stale_tasks_for_dlq($1..$5) returns, found from
+// indexes instead of every incomplete task: a task can be stale only if it entered its state at
+// least the smallest threshold of that state over all templates ago
+// (idx_task_transitions_sweep_waiting), or was created TaskMaxLifetime ago
+// (idx_tasks_sweep_active_created_at). Each candidate then passes the function's own conditions.
+const staleTasksSQL = `
+WITH low AS MATERIALIZED (
+    SELECT min(tasker.calculate_staleness_threshold('waiting_for_dependencies', nt.configuration, $1, $2, $3)) AS deps,
+           min(tasker.calculate_staleness_threshold('waiting_for_retry', nt.configuration, $1, $2, $3)) AS retry,
+           min(tasker.calculate_staleness_threshold('steps_in_process', nt.configuration, $1, $2, $3)) AS steps
+      FROM tasker.named_tasks nt
+)
+SELECT a.task_uuid, a.namespace_name, a.task_name, a.current_state,
+       floor(a.time_in_state_minutes)::integer, a.threshold
+  FROM (SELECT tt.task_uuid
+          FROM tasker.task_transitions tt
+         WHERE tt.most_recent AND tt.to_state = 'waiting_for_dependencies'
+           AND tt.created_at <= now() - make_interval(mins => (SELECT deps FROM low))
+        UNION
+        SELECT tt.task_uuid
+          FROM tasker.task_transitions tt
+         WHERE tt.most_recent AND tt.to_state = 'waiting_for_retry'
+           AND tt.created_at <= now() - make_interval(mins => (SELECT retry FROM low))
+        UNION
+        SELECT tt.task_uuid
+          FROM tasker.task_transitions tt
+         WHERE tt.most_recent AND tt.to_state = 'steps_in_process'
+           AND tt.created_at <= now() - make_interval(mins => (SELECT steps FROM low))
+        UNION
+        SELECT t.task_uuid
+          FROM tasker.tasks t
+         WHERE NOT t.complete AND t.created_at <= now() - make_interval(hours => $4)) c
+ CROSS JOIN LATERAL (
+       SELECT a.task_uuid, a.namespace_name, a.task_name, a.current_state, a.time_in_state_minutes, th.minutes AS threshold
+         FROM tasker.v_task_state_analysis a
+        CROSS JOIN LATERAL (
+              SELECT tasker.calculate_staleness_threshold(a.current_state, a.template_config, $1, $2, $3) AS minutes
+              ) th
+        WHERE a.task_uuid = c.task_uuid
+          AND a.current_state IN ('waiting_for_dependencies', 'waiting_for_retry', 'steps_in_process')
+          AND NOT EXISTS (SELECT 1 FROM tasker.tasks_dlq d
+                           WHERE d.task_uuid = a.task_uuid AND d.resolution_status = 'pending')
+          AND (a.time_in_state_minutes >= th.minutes
+               OR a.task_age_minutes >= $4 * 60)
+       OFFSET 0) a
+ ORDER BY a.time_in_state_minutes DESC
+ LIMIT $5`
 
 // DetectStaleTasks runs one pass of tasker-core's staleness detection with cfg (after
-// defaults): it finds the stale tasks with tasker.get_stale_tasks_for_dlq and, unless
+// defaults): it finds the stale tasks tasker.get_stale_tasks_for_dlq finds and, unless
 // cfg.DryRun, for each one locks the task (skipping it if another transaction holds it or its
 // state changed since), opens a DLQ entry with tasker.create_dlq_entry and moves it to error with
 // tasker.transition_stale_task_to_error, in one transaction per task. It returns what it did;
@@ -99,18 +143,17 @@ func (o *Orchestrator) DetectStaleTasks(ctx context.Context, cfg StalenessConfig
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	qctx, cancel := o.sweepCtx(ctx)
-	defer cancel()
-	rows, err := o.pool.Query(qctx, staleTasksSQL,
-		int32(cfg.WaitingForDependencies/time.Minute), int32(cfg.WaitingForRetry/time.Minute),
-		int32(cfg.StepsInProcess/time.Minute), int32(cfg.TaskMaxLifetime/time.Hour), int32(cfg.BatchSize))
-	if err != nil {
-		return nil, fmt.Errorf("orchestration: find stale tasks: %w", err)
-	}
-	cands, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (StaleTask, error) {
-		var s StaleTask
-		err := r.Scan(&s.TaskUUID, &s.Namespace, &s.TaskName, &s.State, &s.TimeInStateMinutes, &s.ThresholdMinutes)
-		return s, err
+	var cands []StaleTask
+	err := o.sweepSearch(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		cands, err = collect(ctx, tx, func(r pgx.CollectableRow) (StaleTask, error) {
+			var s StaleTask
+			err := r.Scan(&s.TaskUUID, &s.Namespace, &s.TaskName, &s.State, &s.TimeInStateMinutes, &s.ThresholdMinutes)
+			return s, err
+		}, staleTasksSQL,
+			int32(cfg.WaitingForDependencies/time.Minute), int32(cfg.WaitingForRetry/time.Minute),
+			int32(cfg.StepsInProcess/time.Minute), int32(cfg.TaskMaxLifetime/time.Hour), int32(cfg.BatchSize))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orchestration: find stale tasks: %w", err)
