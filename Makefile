@@ -35,7 +35,7 @@ run: ## run example workflows end to end (Postgres in Docker unless DATABASE_URL
 	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
 	$(GO) run ./cmd/tasker demo
 
-bench: ## tasker-bench, median of 3 runs: PGMQ floor, worker-only, end to end (Postgres in Docker unless DATABASE_URL is set; BENCH_FLAGS adds flags)
+bench: ## tasker-bench, median of 3 runs: PGMQ floors, worker-only, River peer, end to end (durable Postgres in Docker unless DATABASE_URL is set; BENCH_FLAGS adds flags)
 	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory pg-image; fi
 	$(GO) run ./cmd/tasker-bench $(BENCH_FLAGS)
 

@@ -1,11 +1,13 @@
-// Command tasker-bench measures tasker-go on a real PostgreSQL: the raw PGMQ floor, worker-only
-// step throughput, end-to-end latency and throughput (in one process and as separate
-// `tasker worker` / `tasker orchestrator` processes), memory, allocations and SQL per step.
+// Command tasker-bench measures tasker-go on a real PostgreSQL: the raw PGMQ floors (naive and
+// batched), worker-only step throughput, River as a peer on the same server, end-to-end latency
+// and throughput (in one process and as separate `tasker worker` / `tasker orchestrator`
+// processes), memory, allocations, SQL and database CPU per step.
 // Every measurement runs in a fresh database; figures are medians of --runs runs. It prints a
 // table and writes the same figures as JSON.
 //
 // The server is DATABASE_URL (or --database-url); without one it starts TASKER_TEST_PG_IMAGE in
-// Docker (`make pg-image` builds the local tasker-go/postgres:15).
+// Docker (`make pg-image` builds the local tasker-go/postgres:15), durable by default
+// (--durability).
 package main
 
 import (
@@ -47,7 +49,14 @@ func run() int {
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server URL (default $DATABASE_URL; empty: start $TASKER_TEST_PG_IMAGE in Docker)")
 	fs.IntVar(&cfg.Runs, "runs", cfg.Runs, "repetitions of every measurement; figures are medians")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "worker handler concurrency C (worker pool C+4; floor: C goroutines on C+4 connections)")
-	fs.DurationVar(&cfg.FloorDuration, "floor-duration", cfg.FloorDuration, "how long the PGMQ floor is measured")
+	fs.DurationVar(&cfg.FloorDuration, "floor-duration", cfg.FloorDuration, "how long each PGMQ floor (naive, batched) is measured")
+	fs.IntVar(&cfg.FloorBatch, "floor-batch", cfg.FloorBatch, "batched PGMQ floor: messages per send_batch / read / delete")
+	fs.IntVar(&cfg.FloorBatchGoroutines, "floor-batch-goroutines", cfg.FloorBatchGoroutines, "batched PGMQ floor: goroutines (one connection each)")
+	fs.StringVar(&cfg.Durability, "durability", cfg.Durability, "server the bench starts: on (fsync, synchronous_commit, full_page_writes on), off, or both (durable first; off figures keyed durability_off.*)")
+	fs.IntVar(&cfg.RiverJobs, "river-jobs", cfg.RiverJobs, "River peer: no-op jobs pre-inserted for jobs/s")
+	fs.IntVar(&cfg.RiverHops, "river-hops", cfg.RiverHops, "River peer: measured hops of the chain")
+	fs.IntVar(&cfg.RiverWorkers, "river-workers", cfg.RiverWorkers, "River peer: MaxWorkers (its pool gets concurrency+4 connections, as the worker's)")
+	fs.StringVar(&cfg.RiverBin, "river-bin", "", "prebuilt River peer (default: go build bench/peers/river; needs River's modules)")
 	fs.IntVar(&cfg.WorkerTasks, "n", cfg.WorkerTasks, "worker-only: single-step tasks pre-enqueued")
 	fs.IntVar(&cfg.SerialTasks, "serial", cfg.SerialTasks, "end to end: tasks per workflow run one at a time (latency)")
 	fs.IntVar(&cfg.BurstTasks, "burst", cfg.BurstTasks, "end to end: linear/diamond tasks submitted at once (throughput)")

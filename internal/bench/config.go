@@ -16,18 +16,27 @@ import (
 const (
 	PhaseFloor    = "floor"    // raw PGMQ send → read → delete round trips
 	PhaseWorker   = "worker"   // worker-only steps/s on pre-enqueued single-step tasks
+	PhaseRiver    = "river"    // the River peer (bench/peers/river): no-op jobs/s and chain hop
 	PhaseInProc   = "inproc"   // end to end, orchestrator + worker in this process
 	PhaseSeparate = "separate" // end to end, `tasker worker` and `tasker orchestrator` child processes
+	PhaseSweep    = "sweep"    // readiness, recovery and staleness sweeps on backlogs of 1k, 10k (and 100k) active tasks
 )
 
 // AllPhases lists every phase in the order a run performs them.
-var AllPhases = []string{PhaseFloor, PhaseWorker, PhaseInProc, PhaseSeparate}
+var AllPhases = []string{PhaseFloor, PhaseWorker, PhaseRiver, PhaseInProc, PhaseSeparate, PhaseSweep}
 
 // Workflow keys (Config.Workflows).
 const (
 	WorkflowLinear  = "linear"  // rust_e2e_linear/mathematical_sequence: 4 sequential steps
 	WorkflowDiamond = "diamond" // rust_e2e_diamond/diamond_pattern: 4 steps, 2 in parallel
 	WorkflowBatch   = "batch"   // csv_processing_rust/csv_product_inventory_analyzer on 1,000 CSV rows: 7 steps
+)
+
+// Durability settings of the server the bench starts (Config.Durability).
+const (
+	DurabilityOn   = "on"   // fsync, synchronous_commit, full_page_writes on: what users run
+	DurabilityOff  = "off"  // all three off, as the tests run
+	DurabilityBoth = "both" // durable first, then the same measurements with durability off
 )
 
 // AllWorkflows lists every end-to-end workflow.
@@ -46,8 +55,25 @@ type Config struct {
 	// has Concurrency+4 connections as in `tasker worker`, and the floor uses Concurrency
 	// goroutines on a pool of that many connections.
 	Concurrency int `json:"concurrency"`
-	// FloorDuration is how long the PGMQ floor is measured (after a 1s warm-up).
+	// FloorDuration is how long the PGMQ floor is measured (after a 1s warm-up), the naive and
+	// the batched one each.
 	FloorDuration time.Duration `json:"floor_duration_ns"`
+	// FloorBatch is the batched floor's batch: pgmq.send_batch and pgmq.read of this many
+	// messages, one pgmq.delete of their ids.
+	FloorBatch int `json:"floor_batch"`
+	// FloorBatchGoroutines is how many goroutines run the batched floor (one connection each).
+	FloorBatchGoroutines int `json:"floor_batch_goroutines"`
+	// Durability selects the settings of the server the bench starts: DurabilityOn,
+	// DurabilityOff or DurabilityBoth. A DATABASE_URL server is measured as it is.
+	Durability string `json:"durability"`
+	// RiverJobs is how many no-op jobs the River peer pre-inserts for its throughput figure.
+	RiverJobs int `json:"river_jobs"`
+	// RiverHops is how many measured hops the River peer's chain has.
+	RiverHops int `json:"river_hops"`
+	// RiverWorkers is MaxWorkers of the River peer's queue.
+	RiverWorkers int `json:"river_workers"`
+	// RiverBin is a prebuilt River peer; empty builds bench/peers/river.
+	RiverBin string `json:"-"`
 	// WorkerTasks is N, the single-step tasks pre-enqueued for the worker-only measurement.
 	WorkerTasks int `json:"worker_tasks"`
 	// SerialTasks is how many tasks of each workflow are run one at a time for latency.
@@ -93,20 +119,26 @@ type Config struct {
 // DefaultConfig is the full run (`make bench`).
 func DefaultConfig() Config {
 	return Config{
-		Runs:            3,
-		Concurrency:     10,
-		FloorDuration:   5 * time.Second,
-		WorkerTasks:     5000,
-		SerialTasks:     20,
-		BurstTasks:      200,
-		BatchBurstTasks: 30,
-		Submitters:      4,
-		Only:            AllPhases,
-		Workflows:       AllWorkflows,
-		MemoryTasks:     100_000,
-		MemoryInterval:  2 * time.Second,
-		LogLevel:        "warn",
-		Timeout:         5 * time.Minute,
+		Runs:                 3,
+		Concurrency:          10,
+		FloorDuration:        5 * time.Second,
+		FloorBatch:           100,
+		FloorBatchGoroutines: 4,
+		Durability:           DurabilityOn,
+		RiverJobs:            20_000,
+		RiverHops:            200,
+		RiverWorkers:         16,
+		WorkerTasks:          5000,
+		SerialTasks:          20,
+		BurstTasks:           200,
+		BatchBurstTasks:      30,
+		Submitters:           4,
+		Only:                 AllPhases,
+		Workflows:            AllWorkflows,
+		MemoryTasks:          100_000,
+		MemoryInterval:       2 * time.Second,
+		LogLevel:             "warn",
+		Timeout:              5 * time.Minute,
 	}
 }
 
@@ -120,6 +152,8 @@ func QuickConfig() Config {
 	c.SerialTasks = 5
 	c.BurstTasks = 30
 	c.BatchBurstTasks = 5
+	c.RiverJobs = 2000
+	c.RiverHops = 50
 	return c
 }
 
@@ -135,6 +169,15 @@ func (c Config) Validate() error {
 	}
 	if c.FloorDuration < 100*time.Millisecond {
 		bad("floor duration must be at least 100ms")
+	}
+	if c.FloorBatch < 1 || c.FloorBatchGoroutines < 1 {
+		bad("floor batch and its goroutines must be at least 1")
+	}
+	if c.RiverJobs < 1 || c.RiverHops < 1 || c.RiverWorkers < 1 {
+		bad("river jobs, hops and workers must be at least 1")
+	}
+	if !slices.Contains([]string{DurabilityOn, DurabilityOff, DurabilityBoth}, c.Durability) {
+		bad("durability %q is not on, off or both", c.Durability)
 	}
 	if c.WorkerTasks < 1 || c.SerialTasks < 1 || c.BurstTasks < 1 || c.BatchBurstTasks < 1 || c.Submitters < 1 {
 		bad("task counts and submitters must be at least 1")

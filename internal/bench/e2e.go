@@ -27,16 +27,20 @@ type e2eResult struct {
 	WorkerCPU     time.Duration // separate: worker child CPU per step
 	OrchCPU       time.Duration // separate: orchestrator child CPU per step
 	MachineBusy   float64
+	BurstCPU      cpuUse // database and Go CPU over the burst (submission → all complete)
 	AllocsPerStep float64
 	SQL           map[string]sqlTotals
 	Profile       *SQLProfile
 }
 
 // e2eEnv is what a measurement submits tasks through (client: CreateTask) and watches them with
-// (query: a separate pool, so polling is not counted as the client's statements).
+// (query: a separate pool, so polling is not counted as the client's statements), and how the
+// burst's CPU is read: dbCPU for the server, goCPU for the Go processes doing the work.
 type e2eEnv struct {
 	client *orchestration.Orchestrator
 	query  *pgxpool.Pool
+	dbCPU  *dbCPUMeter
+	goCPU  func() time.Duration
 }
 
 // warmUp runs one task so connections, prepared statements and template caches are warm and
@@ -54,25 +58,28 @@ func warmUp(ctx context.Context, env e2eEnv, wl workload) error {
 	return nil
 }
 
-// measure runs the serial and burst parts of one workflow.
-func measure(ctx context.Context, env e2eEnv, wl workload, cfg Config) (serial, burst latencyStats, err error) {
+// measure runs the serial and burst parts of one workflow; cpu is read over the burst, from the
+// first submission until every task is complete (the bench's 50 ms completion poll included).
+func measure(ctx context.Context, env e2eEnv, wl workload, cfg Config) (serial, burst latencyStats, cpu cpuUse, err error) {
 	ids, err := runSerial(ctx, env.client, env.query, wl, cfg.SerialTasks)
 	if err != nil {
-		return serial, burst, err
+		return serial, burst, cpu, err
 	}
 	if serial, err = taskLatencies(ctx, env.query, ids); err != nil {
-		return serial, burst, err
+		return serial, burst, cpu, err
 	}
 	n := cfg.BurstTasks
 	if wl.key == WorkflowBatch {
 		n = cfg.BatchBurstTasks
 	}
+	win := startCPUWindow(env.dbCPU, env.goCPU)
 	ids, err = runBurst(ctx, env.client, env.query, wl, n, cfg.Submitters)
+	cpu = win.stop()
 	if err != nil {
-		return serial, burst, err
+		return serial, burst, cpu, err
 	}
 	burst, err = taskLatencies(ctx, env.query, ids)
-	return serial, burst, err
+	return serial, burst, cpu, err
 }
 
 // runInProc runs orchestrator and worker in this process (each on its own pool, so their
@@ -132,7 +139,7 @@ func runInProc(ctx context.Context, d *database, cfg Config, wl workload, tmplDi
 		stop()
 		return errors.Join(<-done, <-done)
 	}
-	env := e2eEnv{client: client, query: qpool}
+	env := e2eEnv{client: client, query: qpool, dbCPU: d.srv.cpu, goCPU: selfCPU}
 	if err := warmUp(ctx, env, wl); err != nil {
 		_ = shutdown()
 		return res, err
@@ -161,7 +168,7 @@ func runInProc(ctx context.Context, d *database, cfg Config, wl workload, tmplDi
 		_ = shutdown()
 		return res, err
 	}
-	res.Serial, res.Burst, err = measure(ctx, env, wl, cfg)
+	res.Serial, res.Burst, res.BurstCPU, err = measure(ctx, env, wl, cfg)
 	profErr := stopProf()
 	runtime.ReadMemStats(&m1)
 	cpu1, mach1 := selfCPU(), readMachineCPU()
@@ -229,7 +236,7 @@ func runSeparate(ctx context.Context, d *database, cfg Config, wl workload, tmpl
 	if err != nil {
 		return res, err
 	}
-	e := e2eEnv{client: client, query: qpool}
+	e := e2eEnv{client: client, query: qpool, dbCPU: d.srv.cpu, goCPU: func() time.Duration { return pidCPU(wk.pid()) + pidCPU(orch.pid()) }}
 	if err := warmUp(ctx, e, wl); err != nil {
 		return res, errors.Join(err, wk.exited(), orch.exited())
 	}
@@ -242,7 +249,7 @@ func runSeparate(ctx context.Context, d *database, cfg Config, wl workload, tmpl
 		}
 	}
 	wcpu0, ocpu0, mach0 := pidCPU(wk.pid()), pidCPU(orch.pid()), readMachineCPU()
-	res.Serial, res.Burst, err = measure(ctx, e, wl, cfg)
+	res.Serial, res.Burst, res.BurstCPU, err = measure(ctx, e, wl, cfg)
 	if err != nil {
 		return res, errors.Join(err, wk.exited(), orch.exited())
 	}

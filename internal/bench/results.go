@@ -25,14 +25,15 @@ type Metric struct {
 
 // Results is everything one tasker-bench run measured; it is what the JSON file holds.
 type Results struct {
-	Started     time.Time    `json:"started"`
-	Finished    time.Time    `json:"finished"`
-	Config      Config       `json:"config"`
-	Environment Environment  `json:"environment"`
-	Metrics     []Metric     `json:"metrics"`
-	SQL         []SQLProfile `json:"sql_profiles,omitempty"`
-	Soak        *SoakResult  `json:"memory_soak,omitempty"`
-	Notes       []string     `json:"notes,omitempty"`
+	Started     time.Time     `json:"started"`
+	Finished    time.Time     `json:"finished"`
+	Config      Config        `json:"config"`
+	Environment Environment   `json:"environment"`
+	Metrics     []Metric      `json:"metrics"`
+	SQL         []SQLProfile  `json:"sql_profiles,omitempty"`
+	Soak        *SoakResult   `json:"memory_soak,omitempty"`
+	River       []riverResult `json:"river_peer_runs,omitempty"`
+	Notes       []string      `json:"notes,omitempty"`
 }
 
 // Environment describes the machine, the Go runtime and the server.
@@ -42,12 +43,26 @@ type Environment struct {
 	GOMAXPROCS int        `json:"gomaxprocs"`
 	CPUModel   string     `json:"cpu_model"`
 	Server     serverInfo `json:"server"`
+	// ServerDurabilityOff is the second server of --durability=both (its figures' keys start
+	// with DurabilityOffKeyPrefix).
+	ServerDurabilityOff *serverInfo `json:"server_durability_off,omitempty"`
 }
+
+// DurabilityOffKeyPrefix starts the key of every figure measured on a server without
+// durability, and durabilityOffSection the name of its section, so such figures are never
+// read as the durable ones.
+const (
+	DurabilityOffKeyPrefix = "durability_off."
+	durabilityOffSection   = "9. durability off · "
+)
 
 // recorder collects metric values across runs, keeping first-seen order.
 type recorder struct {
 	metrics []*Metric
 	byKey   map[string]*Metric
+	// keyPrefix and sectionPrefix are put before the key and section of what is added (the
+	// non-durable pass).
+	keyPrefix, sectionPrefix string
 }
 
 func newRecorder() *recorder { return &recorder{byKey: map[string]*Metric{}} }
@@ -56,6 +71,7 @@ func (r *recorder) add(section, key, label, unit string, v float64) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return
 	}
+	key, section = r.keyPrefix+key, r.sectionPrefix+section
 	m := r.byKey[key]
 	if m == nil {
 		m = &Metric{Key: key, Section: section, Label: label, Unit: unit}
@@ -66,7 +82,7 @@ func (r *recorder) add(section, key, label, unit string, v float64) {
 }
 
 func (r *recorder) median(key string) (float64, bool) {
-	m := r.byKey[key]
+	m := r.byKey[r.keyPrefix+key]
 	if m == nil || len(m.Values) == 0 {
 		return 0, false
 	}

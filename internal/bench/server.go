@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,21 +23,31 @@ type server struct {
 	adminURL  string
 	source    string // "DATABASE_URL" or "docker <image>"
 	container *pgcontainer.Server
-	keep      bool // keep databases after each measurement
+	keep      bool        // keep databases after each measurement
+	cpu       *dbCPUMeter // the server processes' CPU time
 }
 
-// openServer uses url when given, else starts the image of pgcontainer.Image() in Docker.
-func openServer(ctx context.Context, dbURL string, out io.Writer) (*server, error) {
+// openServer uses url when given, else starts the image of pgcontainer.Image() in Docker with
+// pg_stat_statements preloaded and durability DurabilityOn or DurabilityOff.
+func openServer(ctx context.Context, dbURL, durability string, out io.Writer) (*server, error) {
 	if dbURL != "" {
-		return &server{adminURL: dbURL, source: "DATABASE_URL"}, nil
+		s := &server{adminURL: dbURL, source: "DATABASE_URL"}
+		s.cpu = serverCPUMeter(ctx, s)
+		return s, nil
 	}
 	image := pgcontainer.Image()
-	fmt.Fprintf(out, "starting PostgreSQL in Docker (%s)\n", image)
-	srv, err := pgcontainer.Start(ctx, image)
+	fmt.Fprintf(out, "starting PostgreSQL in Docker (%s, durability %s)\n", image, durability)
+	srv, err := pgcontainer.StartWith(ctx, image, pgcontainer.Options{Durable: durability != DurabilityOff, StatStatements: true})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w (or set DATABASE_URL to use an existing server)", err)
 	}
-	return &server{adminURL: srv.URL, source: "docker " + image, container: srv}, nil
+	source := "docker " + image
+	if srv.DirectURL != srv.URL {
+		source += " on its bridge address (no docker-proxy)"
+	}
+	s := &server{adminURL: srv.DirectURL, source: source, container: srv}
+	s.cpu = serverCPUMeter(ctx, s)
+	return s, nil
 }
 
 func (s *server) close() { s.container.Stop() }
@@ -49,8 +60,8 @@ type database struct {
 	srv     *server
 }
 
-// freshDatabase creates a new database on the server and migrates it (tasker schema + PGMQ).
-func (s *server) freshDatabase(ctx context.Context, label string) (*database, error) {
+// emptyDatabase creates a new, empty database on the server.
+func (s *server) emptyDatabase(ctx context.Context, label string) (*database, error) {
 	name := "tasker_bench_" + label + "_" + randHex(4)
 	conn, err := db.ConnectOne(ctx, s.adminURL)
 	if err != nil {
@@ -61,7 +72,16 @@ func (s *server) freshDatabase(ctx context.Context, label string) (*database, er
 	if err != nil {
 		return nil, fmt.Errorf("bench: create database %s: %w", name, err)
 	}
-	d := &database{name: name, url: db.WithDatabase(s.adminURL, name), srv: s}
+	return &database{name: name, url: db.WithDatabase(s.adminURL, name), srv: s}, nil
+}
+
+// freshDatabase creates a new database on the server and migrates it (tasker schema + PGMQ).
+func (s *server) freshDatabase(ctx context.Context, label string) (*database, error) {
+	d, err := s.emptyDatabase(ctx, label)
+	if err != nil {
+		return nil, err
+	}
+	name := d.name
 	start := time.Now()
 	pool, err := db.Connect(ctx, d.url)
 	if err != nil {
@@ -117,19 +137,55 @@ type serverInfo struct {
 	Source   string            `json:"source"`
 	Version  string            `json:"version"`
 	Settings map[string]string `json:"settings"`
+	// Durable: fsync, synchronous_commit and full_page_writes all on.
+	Durable bool `json:"durable"`
+	// DBCPU is how the server processes' CPU time is read, or why it cannot be.
+	DBCPU string `json:"db_cpu_method"`
 }
 
-func (s *server) info(ctx context.Context) serverInfo {
-	si := serverInfo{Source: s.source, Settings: map[string]string{}}
+// durable reports whether settings are crash-safe: fsync, synchronous_commit, full_page_writes on.
+func durable(settings map[string]string) bool {
+	return settings["fsync"] == "on" && settings["synchronous_commit"] != "off" && settings["synchronous_commit"] != "" &&
+		settings["full_page_writes"] == "on"
+}
+
+// summary is the one-line description of the server's settings the report header prints.
+func (si serverInfo) summary() string {
+	var b strings.Builder
+	for i, k := range headerSettings {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		v := si.Settings[k]
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(&b, "%s=%s", k, v)
+	}
+	return b.String()
+}
+
+// headerSettings are the settings the report header prints, in order.
+var headerSettings = []string{"fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "shared_buffers",
+	"max_wal_size", "checkpoint_timeout", "max_connections", "work_mem", "shared_preload_libraries"}
+
+func (s *server) info(ctx context.Context) (si serverInfo) {
+	si = serverInfo{Source: s.source, Settings: map[string]string{}, DBCPU: s.cpu.method}
+	if !s.cpu.ok() {
+		si.DBCPU = s.cpu.note
+	}
+	defer func() { si.Durable = durable(si.Settings) }()
 	conn, err := db.ConnectOne(ctx, s.adminURL)
 	if err != nil {
 		return si
 	}
 	defer conn.Close(ctx)
 	_ = conn.QueryRow(ctx, "SHOW server_version").Scan(&si.Version)
-	rows, err := conn.Query(ctx, `SELECT name, setting || COALESCE(unit, '') FROM pg_settings
+	rows, err := conn.Query(ctx, `SELECT name, current_setting(name) FROM pg_settings
 		WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections', 'work_mem',
-		               'shared_preload_libraries', 'wal_level', 'full_page_writes')`)
+		               'shared_preload_libraries', 'wal_level', 'full_page_writes', 'wal_sync_method',
+		               'max_wal_size', 'checkpoint_timeout', 'effective_cache_size', 'commit_delay',
+		               'pg_stat_statements.track', 'pg_stat_statements.track_planning')`)
 	if err != nil {
 		return si
 	}

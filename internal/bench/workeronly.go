@@ -25,6 +25,7 @@ type workerResult struct {
 	BytesPerStep  float64
 	CPUPerStep    time.Duration // this process's CPU time per step (the worker's share)
 	MachineBusy   float64       // percent of all CPUs busy during the run (worker + PostgreSQL)
+	CPU           cpuUse        // database and worker CPU, worker start → last step
 	PeakRSSKB     int64
 	SQL           sqlTotals
 	Profile       *SQLProfile
@@ -132,12 +133,14 @@ func runWorkerOnly(ctx context.Context, d *database, cfg Config, prof *profiler,
 		return res, err
 	}
 	start := time.Now()
+	win := startCPUWindow(d.srv.cpu, selfCPU)
 	nw, err := startNoopWorker(ctx, d.url, pool, cfg.Concurrency, log)
 	if err != nil {
 		_ = stopProf()
 		return res, err
 	}
 	waitErr := nw.waitFinished(ctx, worker.Snapshot{}, int64(cfg.WorkerTasks))
+	res.CPU = win.stop()
 	res.Wall = time.Since(start)
 	runtime.ReadMemStats(&m1)
 	cpu1, mach1 := selfCPU(), readMachineCPU()
