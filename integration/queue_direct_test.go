@@ -76,6 +76,21 @@ func TestQueueDirectStatementsMatchFunctions(t *testing.T) {
 			if got := next(); !reflect.DeepEqual(got, want) {
 				t.Errorf("%d-byte body, delay %d: notifications\n got %v\nwant %v", len(body), delay, got, want)
 			}
+			// Sent without notification in a transaction, announced once it committed.
+			var notes queue.Notices
+			b := &pgx.Batch{}
+			if err := e.client.QueueSend(b, q, json.RawMessage(body), delay, nil, &notes); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.pool.SendBatch(e.ctx, b).Close(); err != nil || notes.Len() != 1 {
+				t.Fatalf("QueueSend: %v, %d notices", err, notes.Len())
+			}
+			if err := e.client.Notify(e.ctx, e.pool, &notes); err != nil {
+				t.Fatal(err)
+			}
+			if got := next(); !reflect.DeepEqual(got, want) {
+				t.Errorf("%d-byte body, delay %d: notifications after commit\n got %v\nwant %v", len(body), delay, got, want)
+			}
 			fvt, fct, fmsg, fh := row(fnID)
 			vt, ct, msg, h := row(id)
 			if ct != fct || string(msg) != string(fmsg) || (h == nil) != (fh == nil) || vt.Sub(fvt).Abs() > 2*time.Second {

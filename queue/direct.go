@@ -96,60 +96,51 @@ func statementsFor(queue string) *queueStatements {
 	return actual.(*queueStatements)
 }
 
-// notifySQL notifies the messages $1 (sent with delays $2) of table as sendNotifySQL does.
+// notifySQL notifies the messages $1 (sent with delays $2) of table as sendNotifySQL does; the
+// payload's ready_at is the message's enqueued_at, its sender's now().
 func notifySQL(table string) string {
 	return `WITH s AS (
-    SELECT m.msg_id, m.message, m.enqueued_at, i.delay
+    SELECT m.msg_id, m.message, m.enqueued_at AS ready_at, i.delay
       FROM unnest($1::bigint[], $2::integer[]) AS i(msg_id, delay)
       JOIN ` + table + ` m ON m.msg_id = i.msg_id),
-p AS (
-    SELECT msg_id, delay, enqueued_at, CASE WHEN length(message::text) < 7000
-        THEN json_build_object('event_type', 'message_with_payload', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'message', message, 'ready_at', enqueued_at,
-                               'delay_seconds', delay)::text
-        ELSE json_build_object('event_type', 'message_ready', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'ready_at', enqueued_at, 'delay_seconds', delay,
-                               'payload_omitted', true)::text
-        END AS payload
-      FROM s),
-f AS (
-    SELECT msg_id, CASE WHEN length(payload) > 7800
-        THEN json_build_object('event_type', 'message_ready', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'ready_at', enqueued_at, 'payload_omitted', true,
-                               'truncated', true)::text
-        ELSE payload END AS payload
-      FROM p ORDER BY msg_id)
+` + payloadSQL("s") + `
 SELECT count(pg_notify($4::text, payload)) + count(pg_notify('` + GlobalNotifyChannel + `', payload)) FROM f`
 }
 
 // sendNotifySQL inserts a message into table and notifies the namespace's channel and the global
-// one with the payload tasker.pgmq_send_with_notify sends: the message itself when its text is
-// shorter than 7,000 characters ("message_with_payload"), else "message_ready" with
-// payload_omitted; a payload longer than 7,800 characters is replaced by the short form with
-// truncated: true. Notifications are delivered at commit.
+// one as tasker.pgmq_send_with_notify does. Notifications are delivered at commit.
 func sendNotifySQL(table string) string {
 	return `WITH m AS (
     INSERT INTO ` + table + ` (vt, message)
     VALUES (clock_timestamp() + make_interval(secs => $2::integer), $1::jsonb)
-    RETURNING msg_id, message),
-p AS (
-    SELECT msg_id, CASE WHEN length(message::text) < 7000
+    RETURNING msg_id, message, now() AS ready_at, $2::integer AS delay),
+` + payloadSQL("m") + `
+SELECT msg_id, pg_notify($4::text, payload), pg_notify('` + GlobalNotifyChannel + `', payload) FROM f`
+}
+
+// payloadSQL is the CTEs p and f that turn the rows (msg_id, message, ready_at, delay) of src
+// into f(msg_id, payload), the payload tasker.pgmq_send_with_notify sends ($3 queue name, $5
+// namespace): the message itself when its text is shorter than 7,000 characters
+// ("message_with_payload"), else "message_ready" with payload_omitted; a payload longer than
+// 7,800 characters is replaced by the short form with truncated: true.
+func payloadSQL(src string) string {
+	return `p AS (
+    SELECT msg_id, ready_at, CASE WHEN length(message::text) < 7000
         THEN json_build_object('event_type', 'message_with_payload', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'message', message, 'ready_at', now(),
-                               'delay_seconds', $2::integer)::text
+                               'namespace', $5::text, 'message', message, 'ready_at', ready_at,
+                               'delay_seconds', delay)::text
         ELSE json_build_object('event_type', 'message_ready', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'ready_at', now(), 'delay_seconds', $2::integer,
+                               'namespace', $5::text, 'ready_at', ready_at, 'delay_seconds', delay,
                                'payload_omitted', true)::text
         END AS payload
-      FROM m),
+      FROM ` + src + `),
 f AS (
     SELECT msg_id, CASE WHEN length(payload) > 7800
         THEN json_build_object('event_type', 'message_ready', 'msg_id', msg_id, 'queue_name', $3::text,
-                               'namespace', $5::text, 'ready_at', now(), 'payload_omitted', true,
+                               'namespace', $5::text, 'ready_at', ready_at, 'payload_omitted', true,
                                'truncated', true)::text
         ELSE payload END AS payload
-      FROM p)
-SELECT msg_id, pg_notify($4::text, payload), pg_notify('` + GlobalNotifyChannel + `', payload) FROM f`
+      FROM p ORDER BY msg_id)`
 }
 
 // Notices are the notifications of messages sent inside a transaction, held back until it has
