@@ -52,6 +52,7 @@ type Orchestrator struct {
 	jitter    jitterSource
 	reads     *queue.ReadTimes // last successful read of orchestration_step_results
 	metrics   Metrics
+	turn      readyTurn // the readiness sweep's position among waiting and active tasks
 
 	queuesMu sync.Mutex
 	queues   map[string]bool // queues known to exist

@@ -33,9 +33,8 @@ import (
 // reads few pages.
 const readyTurnTasks = 256
 
-// readyTurn is where the next turn starts (shared by the orchestrators of this process; each
-// turn moves it on).
-var readyTurn struct {
+// readyTurn is where an orchestrator's next readiness turn starts; each turn moves it on.
+type readyTurn struct {
 	mu    sync.Mutex
 	after uuid.UUID
 }
@@ -64,12 +63,12 @@ SELECT tt.task_uuid
   FROM tasker.task_transitions tt
  WHERE tt.most_recent AND tt.to_state = 'pending' AND tt.created_at <= now() - make_interval(secs => $1)`
 
-// nextTurn returns the waiting and active tasks of the next turn and moves readyTurn on: after
-// the last task it goes on from the first.
-func nextTurn(ctx context.Context, tx pgx.Tx) ([]uuid.UUID, error) {
-	readyTurn.mu.Lock()
-	after := readyTurn.after
-	readyTurn.mu.Unlock()
+// next returns the waiting and active tasks of the next turn and moves the turn on: after the
+// last task it goes on from the first.
+func (r *readyTurn) next(ctx context.Context, tx pgx.Tx) ([]uuid.UUID, error) {
+	r.mu.Lock()
+	after := r.after
+	r.mu.Unlock()
 	turn, err := collect(ctx, tx, pgx.RowTo[uuid.UUID], activeTurnSQL, after, readyTurnTasks)
 	if err != nil {
 		return nil, err
@@ -88,9 +87,9 @@ func nextTurn(ctx context.Context, tx pgx.Tx) ([]uuid.UUID, error) {
 		}
 		turn = append(turn, more...)
 	}
-	readyTurn.mu.Lock()
-	readyTurn.after = next
-	readyTurn.mu.Unlock()
+	r.mu.Lock()
+	r.after = next
+	r.mu.Unlock()
 	return turn, nil
 }
 
@@ -152,7 +151,7 @@ func (o *Orchestrator) findReadyTasks(ctx context.Context) ([]uuid.UUID, error) 
 	settle := o.cfg.activeSettle().Seconds()
 	var ready []uuid.UUID
 	err := o.sweepSearch(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		turn, err := nextTurn(ctx, tx)
+		turn, err := o.turn.next(ctx, tx)
 		if err != nil {
 			return err
 		}
