@@ -2,29 +2,6 @@ package queue
 
 import "github.com/jackc/pgx/v5"
 
-// QueueSendWithNotify queues on b what SendWithNotify does, so the send travels in one round trip
-// with the statements around it (and commits with them). id, when not nil, receives the new
-// message's id as b's results are read.
-func (c *Client) QueueSendWithNotify(b *pgx.Batch, queue string, body any, delaySeconds int, id *int64) error {
-	raw, err := prepareSend(queue, body, delaySeconds)
-	if err != nil {
-		return err
-	}
-	ns := NamespaceOfQueue(queue)
-	b.Queue(statementsFor(queue).sendNotify, raw, delaySeconds, queue, NotifyChannel(ns), ns).Fn =
-		func(br pgx.BatchResults) error {
-			var got int64
-			if err := br.QueryRow().Scan(&got, nil, nil); err != nil {
-				return opErr("send with notify", queue, err)
-			}
-			if id != nil {
-				*id = got
-			}
-			return nil
-		}
-	return nil
-}
-
 // QueueDelete queues on b the deletion of a message; deleted, when not nil, reports whether it
 // was there.
 func (c *Client) QueueDelete(b *pgx.Batch, queue string, msgID int64, deleted *bool) error {
